@@ -1,0 +1,116 @@
+"""aioflow: an asyncio-native workflow runtime.
+
+Public names only; see the documentation for each.
+"""
+
+from . import events as events
+from .channels import Channel as Channel
+from .channels import MemoryChannel as MemoryChannel
+from .channels import TypedChannel as TypedChannel
+from .context import TaskContext as TaskContext
+from .context import current_context as current_context
+from .errors import AioflowError as AioflowError
+from .errors import ChannelError as ChannelError
+from .errors import ChannelValidationError as ChannelValidationError
+from .errors import CheckpointError as CheckpointError
+from .errors import ConfigurationError as ConfigurationError
+from .errors import CycleLimitExceededError as CycleLimitExceededError
+from .errors import GroupFailedError as GroupFailedError
+from .errors import MaxStepsExceededError as MaxStepsExceededError
+from .errors import MissingDependencyError as MissingDependencyError
+from .errors import MissingUpstreamResultError as MissingUpstreamResultError
+from .errors import PayloadSignatureError as PayloadSignatureError
+from .errors import PayloadTooLargeError as PayloadTooLargeError
+from .errors import RunStateError as RunStateError
+from .errors import SerializationError as SerializationError
+from .errors import TaskCancelledError as TaskCancelledError
+from .errors import TaskNotFoundError as TaskNotFoundError
+from .errors import TaskTimeoutError as TaskTimeoutError
+from .errors import UnknownTaskError as UnknownTaskError
+from .errors import WorkflowCancelledError as WorkflowCancelledError
+from .errors import WorkflowDefinitionError as WorkflowDefinitionError
+from .errors import WorkflowFailedError as WorkflowFailedError
+from .graph import ParallelGroup as ParallelGroup
+from .graph import chain as chain
+from .graph import parallel as parallel
+from .handlers import Handler as Handler
+from .handlers import InlineHandler as InlineHandler
+from .observability.logging import configure_logging as configure_logging
+from .policies import AtLeast as AtLeast
+from .policies import BestEffort as BestEffort
+from .policies import Critical as Critical
+from .policies import GroupOutcomes as GroupOutcomes
+from .policies import GroupPolicy as GroupPolicy
+from .policies import RetryPolicy as RetryPolicy
+from .policies import Strict as Strict
+from .results import RunResult as RunResult
+from .results import RunStatus as RunStatus
+from .results import TaskRecord as TaskRecord
+from .results import TaskStatus as TaskStatus
+from .runs import RunHandle as RunHandle
+from .runs import run as run
+from .runs import run_sync as run_sync
+from .runs import start as start
+from .task import Task as Task
+from .task import TaskOptions as TaskOptions
+from .task import task as task
+from .workflow import Workflow as Workflow
+from .workflow import workflow as workflow
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "AioflowError",
+    "AtLeast",
+    "BestEffort",
+    "Channel",
+    "ChannelError",
+    "ChannelValidationError",
+    "CheckpointError",
+    "ConfigurationError",
+    "Critical",
+    "CycleLimitExceededError",
+    "GroupFailedError",
+    "GroupOutcomes",
+    "GroupPolicy",
+    "Handler",
+    "InlineHandler",
+    "MaxStepsExceededError",
+    "MemoryChannel",
+    "MissingDependencyError",
+    "MissingUpstreamResultError",
+    "ParallelGroup",
+    "PayloadSignatureError",
+    "PayloadTooLargeError",
+    "RetryPolicy",
+    "RunHandle",
+    "RunResult",
+    "RunStateError",
+    "RunStatus",
+    "SerializationError",
+    "Strict",
+    "Task",
+    "TaskCancelledError",
+    "TaskContext",
+    "TaskNotFoundError",
+    "TaskOptions",
+    "TaskRecord",
+    "TaskStatus",
+    "TaskTimeoutError",
+    "TypedChannel",
+    "UnknownTaskError",
+    "Workflow",
+    "WorkflowCancelledError",
+    "WorkflowDefinitionError",
+    "WorkflowFailedError",
+    "chain",
+    "configure_logging",
+    "current_context",
+    "events",
+    "parallel",
+    "run",
+    "run_sync",
+    "start",
+    "task",
+    "workflow",
+]

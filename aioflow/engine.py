@@ -1,0 +1,759 @@
+"""The scheduler: runs one workflow run on the current event loop.
+
+Concurrency invariants (why there are no locks):
+
+* All scheduling state (``_Node`` fields, ``_results``, counters, the ready heap)
+  is mutated only by the scheduler coroutine, :meth:`Scheduler._schedule`.
+* Task executions run in *executor* tasks, children of the run's task group.
+  The scheduler hands ready tasks to executors through a memory object stream
+  (an executor is spawned when none is idle, up to ``max_concurrency``), so a
+  run spawns as many anyio tasks as its peak concurrency, not one per task.
+  Each execution runs under its own cancel scope (timeout, ``cancel_task``),
+  and reports back with one message on another stream. Executors never touch
+  scheduling state: the scheduler counts idle executors from those messages.
+* Cancelling the run cancels the task group: every execution is cancelled and
+  awaited (threads included) before :meth:`Scheduler.execute` returns.
+"""
+
+from __future__ import annotations
+
+import copy
+import heapq
+import itertools
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.lowlevel
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from . import events as ev
+from .channels import Channel
+from .context import ControlRequests, TaskContext, _set_current
+from .errors import (
+    CycleLimitExceededError,
+    GroupFailedError,
+    MaxStepsExceededError,
+    MissingUpstreamResultError,
+    TaskCancelledError,
+    TaskTimeoutError,
+    UnknownTaskError,
+    WorkflowDefinitionError,
+    WorkflowFailedError,
+)
+from .graph import ParallelGroup, TaskGraph
+from .handlers import Handler
+from .observability.logging import get_logger
+from .plan import ParamPlan, Source, check_handlers, plan_dynamic, plan_static
+from .policies import GroupOutcomes, MemberOutcome
+from .results import RunResult, RunStatus, TaskRecord, TaskStatus
+
+if TYPE_CHECKING:
+    from .task import Task
+
+__all__ = ["DEFAULT_MAX_CONCURRENCY", "Scheduler"]
+
+_NO_DATA: Any = object()
+DEFAULT_MAX_CONCURRENCY = 1000
+_BATCH = 64
+_OK, _FAILED, _CANCELLED = 0, 1, 2
+
+# Node states.
+_WAITING, _QUEUED, _RUNNING = "waiting", "queued", "running"
+_SUCCEEDED, _FAILED_S, _CANCELLED_S = "succeeded", "failed", "cancelled"
+
+
+@dataclass(slots=True, eq=False)
+class _Node:
+    """Run state of one task or group barrier. Owned by the scheduler coroutine."""
+
+    name: str
+    task: Task[..., Any] | None = None
+    group: ParallelGroup | None = None
+    successors: list[_Node] = field(default_factory=list)
+    pending: int = 0  # predecessors that have not completed yet
+    plan: tuple[ParamPlan, ...] = ()
+    groups: list[_Node] = field(default_factory=list)  # barriers this task belongs to
+    outcomes: dict[str, MemberOutcome] | None = None  # group barriers: member outcomes
+    errors: dict[str, BaseException] | None = None
+    state: str = _WAITING
+    counted: bool = False  # has this node already counted toward its successors?
+    dynamic: bool = False
+    children: int = 0  # tasks it added at run time
+    executions: int = 0
+    iteration: int = 1
+    iteration_data: Any = _NO_DATA
+    attempts: int = 0
+    duration: float = 0.0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: BaseException | None = None
+    scope: anyio.CancelScope | None = None
+    cancel_reason: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.state is _QUEUED or self.state is _RUNNING
+
+
+class _RunView:
+    """What task contexts may read of the run (read-only views)."""
+
+    __slots__ = ("_nodes", "inputs", "results")
+
+    def __init__(
+        self, nodes: dict[str, _Node], results: dict[str, Any], inputs: Mapping[str, Any]
+    ) -> None:
+        self._nodes = nodes
+        self.results = results
+        self.inputs = inputs
+
+    def has_node(self, name: str) -> bool:
+        return name in self._nodes
+
+
+class Scheduler:
+    """Drives one run of a workflow graph in-process. Made by :func:`aioflow.run`.
+
+    Raises (from the constructor): :class:`WorkflowDefinitionError` when the graph,
+    its parameters or handlers are invalid — before anything runs.
+    """
+
+    def __init__(
+        self,
+        graph: TaskGraph,
+        *,
+        workflow: str,
+        run_id: str,
+        inputs: Mapping[str, Any],
+        handlers: Mapping[str, Handler],
+        channel: Channel,
+        max_steps: int | None = None,
+        max_concurrency: int | None = DEFAULT_MAX_CONCURRENCY,
+        emit: Callable[[ev.Event], None] | None = None,
+    ) -> None:
+        if max_steps is not None and max_steps < 1:
+            raise WorkflowDefinitionError(f"max_steps must be >= 1, got {max_steps}")
+        if max_concurrency is not None and max_concurrency < 1:
+            raise WorkflowDefinitionError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        self.workflow = workflow
+        self.run_id = run_id
+        self.inputs = dict(inputs)
+        self.channel = channel
+        self._handlers = dict(handlers)
+        self._max_steps = max_steps
+        self._max_concurrency = max_concurrency
+        self._emit = emit
+        self._results: dict[str, Any] = {}
+        self._nodes: dict[str, _Node] = {}
+        self._view = _RunView(self._nodes, self._results, self.inputs)
+        self._build(graph)
+        self._static_tasks = len(graph.tasks)
+        self._ready: list[tuple[int, int, _Node]] = []
+        self._seq = itertools.count()
+        self._running = 0  # executions handed out and not reported back
+        self._executors = 0  # executor tasks spawned
+        self._steps = 0
+        self._final: tuple[RunStatus, str | None, BaseException | None] | None = None
+        self._tg: TaskGroup | None = None
+        self._work_receive: MemoryObjectReceiveStream[tuple[_Node, TaskContext]] | None = None
+        self._send: MemoryObjectSendStream[tuple[int, _Node, Any, TaskContext | None]] | None = None
+        self._work: MemoryObjectSendStream[tuple[_Node, TaskContext]] | None = None
+        self._scope: anyio.CancelScope | None = None
+        self._cancel_requested: str | None = None
+        self._log = get_logger("engine", run_id=run_id, workflow=workflow)
+        self._debug = self._log.isEnabledFor(logging.DEBUG)
+        self.status = RunStatus.PENDING
+
+    # --- planning -------------------------------------------------------------------
+
+    def _build(self, graph: TaskGraph) -> None:
+        order = graph.validate()
+        position = {name: i for i, name in enumerate(order)}
+        for name in order:
+            task = graph.tasks.get(name)
+            if task is not None:
+                check_handlers(task, self._handlers)
+                plan = plan_static(task, graph, position, self.inputs)
+                self._nodes[name] = _Node(name, task=task, plan=plan)
+            else:
+                group = graph.groups[name]
+                outcomes: dict[str, MemberOutcome] = dict.fromkeys(group.member_names, "pending")
+                self._nodes[name] = _Node(name, group=group, outcomes=outcomes, errors={})
+        for name in order:
+            node = self._nodes[name]
+            node.successors = [self._nodes[s] for s in graph.successors[name]]
+            node.pending = len(graph.predecessors[name])
+            if node.group is not None:
+                for member in node.group.member_names:
+                    self._nodes[member].groups.append(node)
+
+    # --- public control -------------------------------------------------------------
+
+    @property
+    def results(self) -> Mapping[str, Any]:
+        return self._results
+
+    def cancel(self, reason: str | None = None) -> None:
+        """Cancel the run: every running task is cancelled and awaited."""
+        if self._cancel_requested is None:
+            self._cancel_requested = reason or "cancelled"
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def cancel_task(self, name: str, reason: str | None = None) -> bool:
+        """Cancel one running task; it counts as failed (TaskCancelledError). True if it ran."""
+        node = self._nodes.get(name)
+        if node is None:
+            raise UnknownTaskError(f"the run has no task named {name!r}", run_id=self.run_id)
+        if node.state is not _RUNNING or node.scope is None:
+            return False
+        node.cancel_reason = reason or "cancelled by request"
+        node.scope.cancel()
+        return True
+
+    # --- the run ------------------------------------------------------------------
+
+    async def execute(self) -> RunResult:
+        """Run to the end and return the result (it never raises for task failures)."""
+        started = datetime.now(UTC)
+        t0 = time.perf_counter()
+        self.status = RunStatus.RUNNING
+        self._log.info("run started", tasks=self._static_tasks)
+        if self._emit:
+            self._emit(
+                ev.RunStarted(
+                    run_id=self.run_id, workflow=self.workflow, total_tasks=self._static_tasks
+                )
+            )
+        try:
+            with anyio.CancelScope() as self._scope:
+                send, receive = anyio.create_memory_object_stream[
+                    tuple[int, _Node, Any, TaskContext | None]
+                ](math.inf)
+                work_send, work_receive = anyio.create_memory_object_stream[
+                    tuple[_Node, TaskContext]
+                ](math.inf)
+                self._send, self._work = send, work_send
+                async with (
+                    send,
+                    receive,
+                    work_send,
+                    work_receive,
+                    anyio.create_task_group() as tg,
+                ):
+                    self._tg = tg
+                    self._work_receive = work_receive
+                    await self._schedule(receive)
+                    if self._final is not None:
+                        tg.cancel_scope.cancel()  # ended early: cancel what still runs
+                    work_send.close()  # idle executors end their loop
+        finally:
+            result = self._finish(started, time.perf_counter() - t0)
+        return result
+
+    async def _schedule(self, receive: Any) -> None:
+        for node in self._nodes.values():
+            if node.pending == 0 and node.task is not None:
+                self._enqueue(node)
+        self._pump()
+        while self._running and self._final is None:
+            kind, node, payload, ctx = await receive.receive()
+            self._on_message(kind, node, payload, ctx)
+            # Drain everything already delivered before launching more: one wake-up
+            # handles a whole burst of completions (wide fan-outs).
+            while self._final is None:
+                try:
+                    kind, node, payload, ctx = receive.receive_nowait()
+                except anyio.WouldBlock:
+                    break
+                self._on_message(kind, node, payload, ctx)
+            self._pump()
+
+    # --- launching ----------------------------------------------------------------
+
+    def _enqueue(self, node: _Node) -> None:
+        if node.active or self._final is not None:
+            return
+        node.state = _QUEUED
+        assert node.task is not None
+        heapq.heappush(self._ready, (-node.task.options.priority, next(self._seq), node))
+
+    def _pump(self) -> None:
+        """Hand ready tasks to executors, highest priority first.
+
+        At most two executions per executor are handed out (one running, one waiting
+        in the stream), so an executor that finishes finds its next task without a
+        round trip through the scheduler, and priorities still decide what starts next.
+        """
+        limit = self._max_concurrency or math.inf
+        while self._ready and self._final is None:
+            if self._running >= self._executors:
+                if self._executors < limit:
+                    assert self._tg is not None and self._work_receive is not None
+                    self._executors += 1
+                    self._tg.start_soon(self._executor, self._work_receive)
+                elif self._running >= 2 * self._executors:
+                    return
+            self._launch(heapq.heappop(self._ready)[2])
+
+    def _launch(self, node: _Node) -> None:
+        self._steps += 1
+        if self._max_steps is not None and self._steps > self._max_steps:
+            error = MaxStepsExceededError(self._max_steps, run_id=self.run_id)
+            self._stop(RunStatus.FAILED, error=error)
+            return
+        task = node.task
+        assert task is not None and self._work is not None
+        node.state = _RUNNING
+        node.executions += 1
+        node.cancel_reason = None
+        self._running += 1
+        ctx = TaskContext._create(
+            run_id=self.run_id,
+            task_name=node.name,
+            channel=self.channel,
+            run=self._view,
+            iteration=node.iteration,
+            max_cycles=task.options.max_cycles,
+        )
+        self._work.send_nowait((node, ctx))
+
+    # --- one task execution (runs concurrently; never mutates scheduling state) ------
+
+    def _arguments(self, node: _Node, ctx: TaskContext) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        task = node.task
+        assert task is not None
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        results = self._results
+        for p in node.plan:
+            if p.source is Source.UPSTREAM:
+                if p.name in results:
+                    value = results[p.name]
+                elif p.name in self.inputs:
+                    value = self.inputs[p.name]
+                elif p.has_default:
+                    continue
+                else:
+                    raise MissingUpstreamResultError(
+                        f"task {node.name!r} needs the result of {p.name!r}, which has none "
+                        f"(status: {self._nodes[p.name].state})",
+                        run_id=self.run_id,
+                        task_name=node.name,
+                    )
+            elif p.source is Source.CONTEXT:
+                value = ctx
+            elif p.source is Source.BOUND:
+                value = task.bound[p.name]
+            elif p.source is Source.INPUT:
+                value = self.inputs[p.name]
+            else:
+                continue
+            if p.positional:
+                args.append(value)
+            else:
+                kwargs[p.name] = value
+        if node.iteration_data is not _NO_DATA:
+            kwargs["data"] = node.iteration_data
+        return tuple(args), kwargs
+
+    async def _executor(self, work: MemoryObjectReceiveStream[tuple[_Node, TaskContext]]) -> None:
+        # Take buffered work without a checkpoint (anyio's receive() always yields to
+        # the loop first, which would cost a loop round trip per task); yield at least
+        # every _BATCH tasks so one executor cannot monopolise the loop.
+        streak = 0
+        while True:
+            try:
+                node, ctx = work.receive_nowait()
+                streak += 1
+                if streak >= _BATCH:
+                    streak = 0
+                    await anyio.lowlevel.checkpoint()
+            except anyio.WouldBlock:
+                streak = 0
+                try:
+                    node, ctx = await work.receive()
+                except anyio.EndOfStream:
+                    return
+            except anyio.EndOfStream:
+                return
+            await self._execute(node, ctx)
+
+    async def _execute(self, node: _Node, ctx: TaskContext) -> None:
+        task = node.task
+        send = self._send
+        assert task is not None and send is not None
+        _set_current(ctx)
+        if node.started_at is None:
+            node.started_at = datetime.now(UTC)
+        try:
+            args, kwargs = self._arguments(node, ctx)
+        except Exception as exc:
+            send.send_nowait((_FAILED, node, exc, ctx))
+            return
+        handler = self._handlers[task.options.handler]
+        options = task.options
+        emit = self._emit
+        attempt = 0
+        while True:
+            attempt += 1
+            if attempt > 1:
+                ctx._begin_attempt(attempt)
+            node.attempts = attempt
+            if emit:
+                emit(
+                    ev.TaskStarted(
+                        run_id=self.run_id,
+                        task_name=node.name,
+                        attempt=attempt,
+                        iteration=node.iteration,
+                    )
+                )
+            if self._debug:
+                ctx.log.debug("task started", iteration=node.iteration)
+            t0 = time.perf_counter()
+            error: Exception | None = None
+            deadline = (
+                math.inf if options.timeout is None else anyio.current_time() + options.timeout
+            )
+            with anyio.CancelScope(deadline=deadline) as scope:
+                node.scope = scope
+                try:
+                    value = await handler.execute(task, args, kwargs, ctx)
+                except Exception as exc:
+                    error = exc
+            node.scope = None
+            node.duration += time.perf_counter() - t0
+            if scope.cancelled_caught:
+                if node.cancel_reason is not None:
+                    send.send_nowait((_CANCELLED, node, node.cancel_reason, ctx))
+                    return
+                assert options.timeout is not None
+                error = TaskTimeoutError(
+                    node.name, options.timeout, run_id=self.run_id, attempt=attempt
+                )
+            elif error is None:
+                send.send_nowait((_OK, node, value, ctx))
+                return
+            assert error is not None
+            requests = ctx.requests
+            if (
+                requests.cancel is None
+                and requests.terminate is None
+                and options.retries.should_retry(attempt, error)
+            ):
+                delay = options.retries.delay(attempt)
+                if emit:
+                    emit(
+                        ev.TaskRetrying(
+                            run_id=self.run_id,
+                            task_name=node.name,
+                            attempt=attempt,
+                            error=error,
+                            delay=delay,
+                        )
+                    )
+                ctx.log.info("task attempt failed; retrying", error=repr(error), delay=delay)
+                ctx.requests = ControlRequests()  # requests of a failed attempt do not count
+                await anyio.sleep(delay)
+                continue
+            send.send_nowait((_FAILED, node, error, ctx))
+            return
+
+    # --- reacting to outcomes (scheduler coroutine only) ----------------------------
+
+    def _on_message(self, kind: int, node: _Node, payload: Any, ctx: TaskContext | None) -> None:
+        self._running -= 1
+        node.finished_at = datetime.now(UTC)
+        requests = ctx.requests if ctx is not None else None
+        if requests is not None and requests.cancel is not None:
+            if kind == _OK:
+                self._results[node.name] = payload
+            node.state = _SUCCEEDED if kind == _OK else _FAILED_S
+            self._stop(RunStatus.CANCELLED, reason=requests.cancel, by=node.name)
+        elif kind == _OK:
+            self._on_success(node, payload, requests)
+        elif kind == _FAILED:
+            self._on_failure(node, payload)
+        else:
+            exc = TaskCancelledError(
+                f"task {node.name!r} was cancelled: {payload}",
+                run_id=self.run_id,
+                task_name=node.name,
+            )
+            self._on_failure(node, exc)
+
+    def _on_success(self, node: _Node, value: Any, requests: ControlRequests | None) -> None:
+        self._results[node.name] = value
+        if self._emit:
+            self._emit(
+                ev.TaskSucceeded(
+                    run_id=self.run_id,
+                    task_name=node.name,
+                    attempt=node.attempts,
+                    iteration=node.iteration,
+                    duration=node.duration,
+                )
+            )
+        if self._debug:
+            self._log.debug("task succeeded", task_name=node.name, attempt=node.attempts)
+        if requests is not None and requests.terminate is not None:
+            node.state = _SUCCEEDED
+            self._stop(RunStatus.SUCCEEDED, reason=requests.terminate, by=node.name)
+            return
+        if requests is not None and requests.iterate:
+            node.state = _WAITING
+            node.iteration += 1
+            node.iteration_data = requests.iteration_data
+            self._enqueue(node)
+            return
+        node.state = _SUCCEEDED
+        goto = False
+        if requests is not None and requests.next_tasks:
+            for target, jump in requests.next_tasks:
+                goto = goto or jump
+                self._add_next(node, target)
+        for group in node.groups:
+            assert group.outcomes is not None
+            group.outcomes[node.name] = "succeeded"
+        if not goto:
+            self._complete(node)
+
+    def _on_failure(self, node: _Node, exc: BaseException) -> None:
+        node.state = _CANCELLED_S if isinstance(exc, TaskCancelledError) else _FAILED_S
+        node.error = exc
+        if not node.groups:
+            self._emit_failed(node, exc, tolerated=False)
+            self._fail_task(node, exc)
+            return
+        for group in node.groups:
+            assert group.outcomes is not None and group.errors is not None and group.group
+            group.outcomes[node.name] = "cancelled" if node.state is _CANCELLED_S else "failed"
+            group.errors[node.name] = exc
+            if group.group.policy.fail_fast(GroupOutcomes(group.outcomes)):
+                self._emit_failed(node, exc, tolerated=False)
+                self._fail_group(group)
+                return
+        self._emit_failed(node, exc, tolerated=True)
+        self._log.warning(
+            "task failed; tolerated by its group policy", task_name=node.name, error=repr(exc)
+        )
+        self._complete(node)
+
+    def _emit_failed(self, node: _Node, exc: BaseException, *, tolerated: bool) -> None:
+        if self._emit:
+            self._emit(
+                ev.TaskFailed(
+                    run_id=self.run_id,
+                    task_name=node.name,
+                    attempt=node.attempts,
+                    error=exc,
+                    tolerated=tolerated,
+                )
+            )
+
+    def _complete(self, node: _Node) -> None:
+        """``node`` is done: release successors whose predecessors are all done.
+
+        A node that completes again (re-run by ``next_task``) runs its idle,
+        already released successors again.
+        """
+        first = not node.counted
+        node.counted = True
+        for succ in node.successors:
+            if first:
+                succ.pending -= 1
+                if succ.pending == 0:
+                    self._release(succ)
+            elif succ.pending == 0 and not succ.active:
+                self._release(succ)
+
+    def _release(self, node: _Node) -> None:
+        if node.group is None:
+            self._enqueue(node)
+            return
+        assert node.outcomes is not None
+        outcomes = GroupOutcomes(node.outcomes)
+        succeeded = node.group.policy.evaluate(outcomes)
+        if self._emit:
+            self._emit(
+                ev.GroupFinished(
+                    run_id=self.run_id,
+                    task_name=node.name,
+                    succeeded=succeeded,
+                    outcomes=dict(node.outcomes),
+                )
+            )
+        if not succeeded:
+            self._fail_group(node)
+            return
+        node.state = _SUCCEEDED
+        self._results[node.name] = {
+            name: self._results[name] for name in outcomes.succeeded if name in self._results
+        }
+        self._complete(node)
+
+    def _add_next(self, parent: _Node, target: Task[..., Any] | str) -> None:
+        parent.children += 1
+        name = target if isinstance(target, str) else target.name
+        node = self._nodes.get(name)
+        if node is None:
+            assert not isinstance(target, str)  # ctx.next_task checked the name
+            try:
+                check_handlers(target, self._handlers)
+                plan = plan_dynamic(target, self._nodes, self.inputs)
+            except WorkflowDefinitionError as exc:
+                self._fail_task(parent, exc)
+                return
+            node = self._nodes[name] = _Node(name, task=target, plan=plan, dynamic=True)
+            if self._emit:
+                self._emit(ev.TaskAdded(run_id=self.run_id, task_name=name, by=parent.name))
+        elif node.task is None or (not isinstance(target, str) and target is not node.task):
+            what = "a group" if node.task is None else "another task"
+            self._fail_task(
+                parent,
+                WorkflowDefinitionError(
+                    f"next_task({name!r}): that name belongs to {what} of the run",
+                    hint="Give the new task a unique name with .bind(name=...).",
+                    run_id=self.run_id,
+                    task_name=parent.name,
+                ),
+            )
+            return
+        node.iteration = 1
+        node.iteration_data = _NO_DATA
+        self._enqueue(node)
+
+    # --- ending ---------------------------------------------------------------------
+
+    def _fail_task(self, node: _Node, exc: BaseException) -> None:
+        error: WorkflowFailedError
+        if isinstance(exc, CycleLimitExceededError):
+            error = copy.copy(exc)  # the run fails with the same kind of error
+        else:
+            error = WorkflowFailedError(
+                f"task {node.name!r} failed: {type(exc).__name__}: {exc}",
+                hint=getattr(exc, "hint", None)
+                or "See the chained exception (__cause__) for the task's own error.",
+                run_id=self.run_id,
+                task_name=node.name,
+                attempt=node.attempts,
+            )
+        error.__cause__ = exc
+        self._stop(RunStatus.FAILED, error=error)
+
+    def _fail_group(self, group: _Node) -> None:
+        assert group.group is not None and group.outcomes is not None and group.errors is not None
+        group.state = _FAILED_S
+        error = GroupFailedError(
+            group.name,
+            repr(group.group.policy),
+            group.outcomes,
+            group.errors,
+            run_id=self.run_id,
+        )
+        error.__cause__ = next(iter(group.errors.values()), None)
+        self._stop(RunStatus.FAILED, error=error)
+
+    def _stop(
+        self,
+        status: RunStatus,
+        *,
+        reason: str | None = None,
+        error: BaseException | None = None,
+        by: str | None = None,
+    ) -> None:
+        if self._final is not None:
+            return
+        if by is not None:
+            self._log.info("run stopped by task", task_name=by, status=status.value, reason=reason)
+        self._final = (status, reason, error)
+
+    def _finish(self, started: datetime, duration: float) -> RunResult:
+        if self._final is not None:
+            status, reason, error = self._final
+        elif self._cancel_requested is not None:
+            status, reason, error = RunStatus.CANCELLED, self._cancel_requested, None
+        elif any(n.state is _RUNNING or n.state is _QUEUED for n in self._nodes.values()):
+            # Cancelled from outside (the caller's scope): nothing may keep running.
+            status, reason, error = RunStatus.CANCELLED, "the caller was cancelled", None
+        else:
+            status, reason, error = RunStatus.SUCCEEDED, None, None
+        finished = datetime.now(UTC)
+        records: dict[str, TaskRecord] = {}
+        output_candidates: list[str] = []
+        for node in self._nodes.values():
+            if not node.successors and not node.children:
+                output_candidates.append(node.name)
+            if node.task is None:
+                continue
+            task_status = self._final_status(node, status)
+            records[node.name] = TaskRecord(
+                name=node.name,
+                status=task_status,
+                attempts=node.attempts,
+                executions=node.executions,
+                duration=node.duration,
+                started_at=node.started_at,
+                finished_at=node.finished_at,
+                error=node.error,
+                dynamic=node.dynamic,
+            )
+        self.status = status
+        result = RunResult._create(
+            run_id=self.run_id,
+            workflow=self.workflow,
+            status=status,
+            results=self._results,
+            tasks=records,
+            started_at=started,
+            finished_at=finished,
+            duration=duration,
+            output_name=output_candidates[0] if len(output_candidates) == 1 else None,
+            reason=reason,
+            error=error,
+        )
+        if isinstance(error, WorkflowFailedError):
+            error.result = result
+        log = self._log.error if status is RunStatus.FAILED else self._log.info
+        log(
+            "run finished",
+            status=status.value,
+            reason=reason,
+            duration=round(duration, 6),
+            error=repr(error) if error else None,
+        )
+        if self._emit:
+            self._emit(
+                ev.RunFinished(run_id=self.run_id, status=status.value, reason=reason, error=error)
+            )
+        return result
+
+    def _final_status(self, node: _Node, run_status: RunStatus) -> TaskStatus:
+        state = node.state
+        if state is _SUCCEEDED:
+            return TaskStatus.SUCCEEDED
+        if state is _FAILED_S:
+            return TaskStatus.FAILED
+        if state is _RUNNING or state is _CANCELLED_S:
+            if state is _RUNNING and self._emit:
+                self._emit(
+                    ev.TaskCancelled(
+                        run_id=self.run_id, task_name=node.name, reason=f"run {run_status.value}"
+                    )
+                )
+            return TaskStatus.CANCELLED
+        if node.executions and node.name in self._results:
+            return TaskStatus.SUCCEEDED  # iterating when the run ended; last result kept
+        if self._emit:
+            self._emit(
+                ev.TaskSkipped(run_id=self.run_id, task_name=node.name, reason="not reached")
+            )
+        return TaskStatus.SKIPPED

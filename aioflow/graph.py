@@ -1,0 +1,417 @@
+"""The task graph and the composition operators: ``>>``, ``|``, chain(), parallel().
+
+A workflow under construction is the *active graph* (a context variable set by
+``with workflow(...)``). Composing tasks records nodes and edges into it:
+
+* ``a >> b`` adds an edge from every exit of ``a`` to every entry of ``b``;
+* ``a | b`` / ``parallel(a, b)`` make a :class:`ParallelGroup`: a barrier node the
+  members lead into, whose policy decides whether the group succeeded.
+
+Mistakes made while composing (two tasks with one name...) are recorded and raised
+by :meth:`TaskGraph.validate`, which every run calls before anything runs.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from .errors import WorkflowDefinitionError
+from .policies import GroupPolicy, PolicyLike, resolve_group_policy
+
+if TYPE_CHECKING:
+    from .task import Task
+
+__all__ = [
+    "Composable",
+    "Flow",
+    "ParallelGroup",
+    "TaskGraph",
+    "active_graph",
+    "chain",
+    "parallel",
+]
+
+_active: ContextVar[TaskGraph | None] = ContextVar("aioflow_active_graph", default=None)
+
+
+def active_graph() -> TaskGraph:
+    """The graph of the enclosing ``with workflow(...)`` block."""
+    graph = _active.get()
+    if graph is None:
+        raise WorkflowDefinitionError(
+            "tasks can only be composed inside a `with workflow(...) as wf:` block",
+            hint="Open a workflow first: with aioflow.workflow('name') as wf: a >> b",
+        )
+    return graph
+
+
+class Composable:
+    """Something that can stand on either side of ``>>`` and ``|``.
+
+    ``heads`` are the nodes an incoming edge leads to; ``tails`` the nodes an
+    outgoing edge leaves from.
+    """
+
+    __slots__ = ()
+
+    def _heads(self) -> Sequence[Task[..., Any]]:
+        raise NotImplementedError
+
+    def _tails(self) -> Sequence[Task[..., Any] | ParallelGroup]:
+        raise NotImplementedError
+
+    def _register(self, graph: TaskGraph) -> None:
+        raise NotImplementedError
+
+    def __rshift__(self, other: Composable) -> Flow:
+        return _connect(self, other)
+
+    def __rrshift__(self, other: Composable) -> Flow:
+        return _connect(other, self)
+
+    def __or__(self, other: Composable) -> ParallelGroup:
+        return _group_of(self, other)
+
+    def __ror__(self, other: Composable) -> ParallelGroup:
+        return _group_of(other, self)
+
+
+class Flow(Composable):
+    """A composed fragment, ``a >> b``: enters at ``first``, leaves at ``last``.
+
+    Its parts are registered in the graph it was built in; registering it in
+    another graph walks its parts (iteratively: chains can be very long).
+    """
+
+    __slots__ = ("_first", "_graph", "_last")
+
+    def __init__(self, first: Composable, last: Composable, graph: TaskGraph) -> None:
+        self._first = first
+        self._last = last
+        self._graph = graph
+
+    def _heads(self) -> Sequence[Task[..., Any]]:
+        return self._first._heads()
+
+    def _tails(self) -> Sequence[Task[..., Any] | ParallelGroup]:
+        return self._last._tails()
+
+    def _register(self, graph: TaskGraph) -> None:
+        if graph is self._graph:
+            return
+        stack: list[Composable] = [self]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, Flow):
+                stack.extend((item._first, item._last))
+            else:
+                item._register(graph)
+
+    def __repr__(self) -> str:
+        return f"<Flow {self._first!r} >> ... >> {self._last!r}>"
+
+
+_group_ids = itertools.count(1)
+
+
+class ParallelGroup(Composable):
+    """Members that run concurrently and are judged together by a policy.
+
+    Successors of a group wait for the group's verdict; a parameter named after the
+    group receives ``{member_name: result}`` of the members that succeeded.
+    """
+
+    __slots__ = ("_implicit", "members", "name", "policy")
+
+    def __init__(
+        self,
+        members: Sequence[Task[..., Any]],
+        *,
+        name: str | None = None,
+        policy: PolicyLike | None = None,
+        _implicit: bool = False,
+    ) -> None:
+        self.members: tuple[Task[..., Any], ...] = tuple(members)
+        self.name = name or f"group_{next(_group_ids)}"
+        self.policy: GroupPolicy = resolve_group_policy(policy)
+        self._implicit = _implicit
+
+    @property
+    def member_names(self) -> list[str]:
+        return [m.name for m in self.members]
+
+    def with_policy(self, policy: PolicyLike) -> ParallelGroup:
+        """Set this group's policy (``"strict"``, ``"best_effort"``, AtLeast...); returns it."""
+        self.policy = resolve_group_policy(policy)
+        self._implicit = False
+        return self
+
+    def _heads(self) -> Sequence[Task[..., Any]]:
+        return self.members
+
+    def _tails(self) -> Sequence[Task[..., Any] | ParallelGroup]:
+        return (self,)
+
+    def _register(self, graph: TaskGraph) -> None:
+        graph.add_group(self)
+
+    def __repr__(self) -> str:
+        return f"<ParallelGroup {self.name} {self.member_names} policy={self.policy!r}>"
+
+
+def _members_of(item: Composable) -> list[Task[..., Any]]:
+    if isinstance(item, ParallelGroup):
+        return list(item.members)
+    heads, tails = item._heads(), item._tails()
+    if len(heads) == 1 and len(tails) == 1 and heads[0] is tails[0]:
+        return [heads[0]]
+    raise WorkflowDefinitionError(
+        f"a parallel group's members must be tasks, got {item!r}",
+        hint="Group tasks with | or parallel(); chain inside a member with a separate >>.",
+    )
+
+
+def _group_of(left: Composable, right: Composable) -> ParallelGroup:
+    graph = active_graph()
+    members: list[Task[..., Any]] = []
+    for side in (left, right):
+        members.extend(_members_of(side))
+        # `a | b | c` builds one group: an implicit group nobody wired is absorbed.
+        if isinstance(side, ParallelGroup) and side._implicit and graph.is_unwired(side):
+            graph.discard_group(side)
+    group = ParallelGroup(members, _implicit=True)
+    group._register(graph)
+    return group
+
+
+def parallel(
+    *tasks: Composable, name: str | None = None, policy: PolicyLike | None = None
+) -> ParallelGroup:
+    """Run ``tasks`` concurrently as one group judged by ``policy`` (default ``"strict"``).
+
+    Raises:
+        WorkflowDefinitionError: outside a workflow block, or a member is not a task.
+    """
+    graph = active_graph()
+    members: list[Task[..., Any]] = []
+    for item in tasks:
+        members.extend(_members_of(item))
+    group = ParallelGroup(members, name=name, policy=policy)
+    group._register(graph)
+    return group
+
+
+def chain(*items: Composable) -> Flow:
+    """``chain(a, b, c)`` is ``a >> b >> c``."""
+    if not items:
+        raise WorkflowDefinitionError("chain() needs at least one task")
+    graph = active_graph()
+    flow: Composable = items[0]
+    flow._register(graph)
+    for item in items[1:]:
+        flow = _connect(flow, item)
+    return flow if isinstance(flow, Flow) else Flow(flow, flow, graph)
+
+
+def _connect(left: Composable, right: Composable) -> Flow:
+    if not isinstance(left, Composable) or not isinstance(right, Composable):
+        raise WorkflowDefinitionError(
+            f"cannot connect {left!r} >> {right!r}: both sides must be tasks or groups",
+            hint="Decorate functions with @task before composing them.",
+        )
+    graph = active_graph()
+    left._register(graph)
+    right._register(graph)
+    for tail in left._tails():
+        for head in right._heads():
+            graph.add_edge(tail.name, head.name)
+    if isinstance(right, ParallelGroup):
+        right._implicit = False
+    if isinstance(left, ParallelGroup):
+        left._implicit = False
+    return Flow(left, right, graph)
+
+
+class TaskGraph:
+    """Nodes (tasks and group barriers) and edges of one workflow.
+
+    Only the thread building the workflow mutates it; runs read it.
+    """
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, Task[..., Any]] = {}
+        self.groups: dict[str, ParallelGroup] = {}
+        self.successors: dict[str, list[str]] = {}
+        self.predecessors: dict[str, list[str]] = {}
+        self._edges: set[tuple[str, str]] = set()
+        self._problems: list[WorkflowDefinitionError] = []
+
+    # --- building ------------------------------------------------------------------
+
+    def _add_node(self, name: str) -> None:
+        self.successors.setdefault(name, [])
+        self.predecessors.setdefault(name, [])
+
+    def add_task(self, task: Task[..., Any]) -> None:
+        existing = self.tasks.get(task.name)
+        if existing is task:
+            return
+        if existing is not None or task.name in self.groups:
+            self._problems.append(
+                WorkflowDefinitionError(
+                    f"two different nodes are named {task.name!r}",
+                    hint="Task names must be unique in a workflow: use "
+                    f"{task.name}.bind(name='another_name') for a second copy.",
+                    task_name=task.name,
+                )
+            )
+            return
+        self.tasks[task.name] = task
+        self._add_node(task.name)
+
+    def add_group(self, group: ParallelGroup) -> None:
+        existing = self.groups.get(group.name)
+        if existing is group:
+            return
+        if existing is not None or group.name in self.tasks:
+            self._problems.append(
+                WorkflowDefinitionError(
+                    f"two different nodes are named {group.name!r}",
+                    hint="Give the group a name no task or other group uses.",
+                    task_name=group.name,
+                )
+            )
+            return
+        self.groups[group.name] = group
+        self._add_node(group.name)
+        for member in group.members:
+            self.add_task(member)
+            self.add_edge(member.name, group.name)
+
+    def add_edge(self, src: str, dst: str) -> None:
+        if (src, dst) in self._edges:
+            return
+        self._edges.add((src, dst))
+        self._add_node(src)
+        self._add_node(dst)
+        self.successors[src].append(dst)
+        self.predecessors[dst].append(src)
+
+    def is_unwired(self, group: ParallelGroup) -> bool:
+        """True if nothing leads into or out of ``group`` except its own members."""
+        members = set(group.member_names)
+        if self.successors.get(group.name):
+            return False
+        return not any(set(self.predecessors.get(m, ())) for m in members)
+
+    def discard_group(self, group: ParallelGroup) -> None:
+        if self.groups.get(group.name) is not group:
+            return
+        del self.groups[group.name]
+        for member in group.members:
+            self._edges.discard((member.name, group.name))
+            self.successors[member.name].remove(group.name)
+        del self.successors[group.name]
+        del self.predecessors[group.name]
+
+    def add(self, *items: Composable) -> None:
+        """Add tasks, groups or flows to the graph without new edges between them."""
+        for item in items:
+            if not isinstance(item, Composable):
+                raise WorkflowDefinitionError(
+                    f"cannot add {item!r} to a workflow: not a task or group",
+                    hint="Decorate functions with @task before adding them.",
+                )
+            item._register(self)
+
+    # --- reading -------------------------------------------------------------------
+
+    def node_names(self) -> Iterator[str]:
+        return iter(self.successors)
+
+    def sinks(self) -> list[str]:
+        return [name for name, succ in self.successors.items() if not succ]
+
+    def sources(self) -> list[str]:
+        return [name for name, pred in self.predecessors.items() if not pred]
+
+    def topological_order(self) -> list[str]:
+        """Nodes in an order where every edge points forward.
+
+        Raises:
+            WorkflowDefinitionError: naming a cycle, if there is one.
+        """
+        remaining = {name: len(pred) for name, pred in self.predecessors.items()}
+        order = [name for name, count in remaining.items() if count == 0]
+        i = 0
+        while i < len(order):
+            for succ in self.successors[order[i]]:
+                remaining[succ] -= 1
+                if remaining[succ] == 0:
+                    order.append(succ)
+            i += 1
+        if len(order) != len(remaining):
+            cycle = self._find_cycle({n for n, c in remaining.items() if c > 0})
+            raise WorkflowDefinitionError(
+                "static cycle: " + " >> ".join(cycle),
+                hint="A workflow is acyclic; loop with ctx.next_iteration(...) or "
+                "ctx.next_task(..., goto=True) instead of an edge back.",
+            )
+        return order
+
+    def _find_cycle(self, candidates: set[str]) -> list[str]:
+        # Walk predecessors inside the unsorted remainder: every node there has one,
+        # so the walk must revisit a node; the part from that node on is a cycle.
+        node = min(candidates)
+        seen: dict[str, int] = {}
+        path: list[str] = []
+        while node not in seen:
+            seen[node] = len(path)
+            path.append(node)
+            node = next(p for p in self.predecessors[node] if p in candidates)
+        cycle = path[seen[node] :]
+        cycle.reverse()
+        return [*cycle, cycle[0]]
+
+    def validate(self) -> list[str]:
+        """Check the graph; return a topological order.
+
+        Raises:
+            WorkflowDefinitionError: duplicate names, empty workflow, invalid group
+                policies, or a static cycle.
+        """
+        if self._problems:
+            raise self._problems[0]
+        if not self.tasks:
+            raise WorkflowDefinitionError(
+                "the workflow has no tasks",
+                hint="Compose tasks inside the workflow block (a >> b) or use wf.add(task).",
+            )
+        for group in self.groups.values():
+            try:
+                group.policy.validate(group.member_names)
+            except Exception as exc:
+                raise WorkflowDefinitionError(
+                    f"group {group.name!r}: {exc}",
+                    hint=getattr(exc, "hint", "Fix the group's policy."),
+                    task_name=group.name,
+                ) from exc
+        return self.topological_order()
+
+    def is_ancestor(self, candidate: str, node: str, position: Mapping[str, int]) -> bool:
+        """True if ``candidate`` comes before ``node`` along some path of edges."""
+        if position.get(candidate, -1) >= position.get(node, -1):
+            return False
+        stack = [node]
+        seen = {node}
+        while stack:
+            for pred in self.predecessors[stack.pop()]:
+                if pred == candidate:
+                    return True
+                if pred not in seen and position[pred] > position[candidate]:
+                    seen.add(pred)
+                    stack.append(pred)
+        return False
