@@ -690,11 +690,14 @@ class Scheduler:
         records: dict[str, TaskRecord] = {}
         output_candidates: list[str] = []
         for node in self._nodes.values():
-            if not node.successors and not node.children:
-                output_candidates.append(node.name)
+            is_sink = not node.successors and not node.children
             if node.task is None:
+                if is_sink and node.state is _SUCCEEDED:
+                    output_candidates.append(node.name)
                 continue
             task_status = self._final_status(node, status)
+            if is_sink and task_status is not TaskStatus.SKIPPED:
+                output_candidates.append(node.name)
             records[node.name] = TaskRecord(
                 name=node.name,
                 status=task_status,

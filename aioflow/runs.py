@@ -288,12 +288,17 @@ async def start(
         channel=channel,
         emit=handle._on_event,
     )
+    error: BaseException | None = None
     async with anyio.create_task_group() as tg:
         tg.start_soon(handle._drive)
         try:
             yield handle
-        except BaseException:
+        except BaseException as exc:
+            # Cancel the run, and re-raise the block's own exception once the task
+            # group is closed, so it is not wrapped in an exception group.
+            error = exc
             handle._scheduler.cancel("the start() block raised")
-            raise
+    if error is not None:
+        raise error
     if not handle._retrieved and handle._result is not None:
         _outcome(handle._result)

@@ -27,6 +27,27 @@ def _allows_none(annotation: Any) -> bool:
     return False
 
 
+def _fields_of(schema: type[Any]) -> tuple[dict[str, Any], frozenset[str]]:
+    """Field annotations and required keys of a TypedDict.
+
+    Read from the resolved hints rather than ``__required_keys__``, which misses
+    ``NotRequired[...]`` written as a string annotation on Python 3.11.
+    """
+    total = getattr(schema, "__total__", True)
+    fields: dict[str, Any] = {}
+    required: set[str] = set()
+    for key, hint in typing.get_type_hints(schema, include_extras=True).items():
+        origin = get_origin(hint)
+        if origin is typing.NotRequired or origin is typing.Required:
+            if origin is typing.Required:
+                required.add(key)
+            hint = get_args(hint)[0]
+        elif total:
+            required.add(key)
+        fields[key] = hint
+    return fields, frozenset(required)
+
+
 class TypedChannel(Generic[S]):
     """A view of a channel whose keys and values follow a ``TypedDict`` schema.
 
@@ -50,8 +71,7 @@ class TypedChannel(Generic[S]):
         self._channel = channel
         self._schema = schema
         self._prefix = prefix
-        self._fields: dict[str, Any] = typing.get_type_hints(schema)
-        self._required: frozenset[str] = getattr(schema, "__required_keys__", frozenset())
+        self._fields, self._required = _fields_of(schema)
 
     @property
     def schema(self) -> type[S]:

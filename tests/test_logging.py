@@ -1,0 +1,70 @@
+"""Library code is quiet by default; logs are structured and carry the run's ids."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+import aioflow
+from aioflow import TaskContext, task, workflow
+
+
+@task
+async def chatty(ctx: TaskContext) -> int:
+    ctx.log.info("working", rows=3)
+    return 3
+
+
+@task(retries=aioflow.RetryPolicy(retries=1, backoff=0.0))
+async def flaky(ctx: TaskContext, chatty: int) -> int:
+    if ctx.attempt == 1:
+        raise ConnectionError("blip")
+    ctx.log.warning("second try worked")
+    return chatty
+
+
+def make() -> aioflow.Workflow:
+    with workflow("logs") as wf:
+        chatty >> flaky
+    return wf
+
+
+@pytest.fixture
+def json_logs() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    handler = aioflow.configure_logging("DEBUG", json=True, stream=stream)
+    yield stream
+    logger = logging.getLogger("aioflow")
+    logger.removeHandler(handler)
+    logger.setLevel(logging.NOTSET)
+
+
+async def test_nothing_is_printed_without_configuration(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    await aioflow.run(make())
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+async def test_json_logs_carry_run_task_and_attempt(json_logs: io.StringIO) -> None:
+    result = await aioflow.run(make(), run_id="run-42")
+    lines = [json.loads(line) for line in json_logs.getvalue().splitlines()]
+    assert lines, "logging was configured, so lines are expected"
+    working = next(line for line in lines if line["event"] == "working")
+    assert working["run_id"] == "run-42"
+    assert working["task_name"] == "chatty"
+    assert working["attempt"] == 1
+    assert working["rows"] == 3
+    assert working["level"] == "info"
+    second = next(line for line in lines if line["event"] == "second try worked")
+    assert second["attempt"] == 2 and second["task_name"] == "flaky"
+    retry = next(line for line in lines if "retrying" in line["event"])
+    assert retry["task_name"] == "flaky" and "blip" in retry["error"]
+    finished = next(line for line in lines if line["event"] == "run finished")
+    assert finished["status"] == "succeeded" and finished["run_id"] == "run-42"
+    assert result.status == "succeeded"
