@@ -7,6 +7,8 @@ from . import events as events
 from .channels import Channel as Channel
 from .channels import MemoryChannel as MemoryChannel
 from .channels import TypedChannel as TypedChannel
+from .checkpoint import CheckpointStore as CheckpointStore
+from .checkpoint import FileCheckpointStore as FileCheckpointStore
 from .context import TaskContext as TaskContext
 from .context import current_context as current_context
 from .errors import AioflowError as AioflowError
@@ -21,6 +23,7 @@ from .errors import MissingDependencyError as MissingDependencyError
 from .errors import MissingUpstreamResultError as MissingUpstreamResultError
 from .errors import PayloadSignatureError as PayloadSignatureError
 from .errors import PayloadTooLargeError as PayloadTooLargeError
+from .errors import RemoteTaskError as RemoteTaskError
 from .errors import RunStateError as RunStateError
 from .errors import SerializationError as SerializationError
 from .errors import TaskCancelledError as TaskCancelledError
@@ -48,6 +51,7 @@ from .results import RunStatus as RunStatus
 from .results import TaskRecord as TaskRecord
 from .results import TaskStatus as TaskStatus
 from .runs import RunHandle as RunHandle
+from .runs import resume as resume
 from .runs import run as run
 from .runs import run_sync as run_sync
 from .runs import start as start
@@ -67,6 +71,7 @@ __all__ = [
     "ChannelError",
     "ChannelValidationError",
     "CheckpointError",
+    "CheckpointStore",
     "ConfigurationError",
     "Critical",
     "CycleLimitExceededError",
@@ -79,9 +84,11 @@ __all__ = [
     "MemoryChannel",
     "MissingDependencyError",
     "MissingUpstreamResultError",
+    "FileCheckpointStore",
     "ParallelGroup",
     "PayloadSignatureError",
     "PayloadTooLargeError",
+    "RemoteTaskError",
     "RetryPolicy",
     "RunHandle",
     "RunResult",
@@ -108,6 +115,7 @@ __all__ = [
     "current_context",
     "events",
     "parallel",
+    "resume",
     "run",
     "run_sync",
     "start",

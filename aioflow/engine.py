@@ -35,12 +35,16 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from . import events as ev
 from .channels import Channel
+from .checkpoint import CHECKPOINT_FORMAT, Checkpointer, fingerprint
 from .context import ControlRequests, TaskContext, _set_current
 from .errors import (
+    AioflowError,
+    CheckpointError,
     CycleLimitExceededError,
     GroupFailedError,
     MaxStepsExceededError,
     MissingUpstreamResultError,
+    RemoteTaskError,
     TaskCancelledError,
     TaskTimeoutError,
     UnknownTaskError,
@@ -67,6 +71,8 @@ _OK, _FAILED, _CANCELLED = 0, 1, 2
 # Node states.
 _WAITING, _QUEUED, _RUNNING = "waiting", "queued", "running"
 _SUCCEEDED, _FAILED_S, _CANCELLED_S = "succeeded", "failed", "cancelled"
+# States are compared by identity; decoded checkpoints map back to these objects.
+_STATES = {s: s for s in (_WAITING, _QUEUED, _RUNNING, _SUCCEEDED, _FAILED_S, _CANCELLED_S)}
 
 
 @dataclass(slots=True, eq=False)
@@ -137,6 +143,7 @@ class Scheduler:
         max_steps: int | None = None,
         max_concurrency: int | None = DEFAULT_MAX_CONCURRENCY,
         emit: Callable[[ev.Event], None] | None = None,
+        checkpointer: Checkpointer | None = None,
     ) -> None:
         if max_steps is not None and max_steps < 1:
             raise WorkflowDefinitionError(f"max_steps must be >= 1, got {max_steps}")
@@ -155,6 +162,11 @@ class Scheduler:
         self._view = _RunView(self._nodes, self._results, self.inputs)
         self._build(graph)
         self._static_tasks = len(graph.tasks)
+        self._checkpointer = checkpointer
+        self._fingerprint = fingerprint(graph) if checkpointer is not None else ""
+        self._dirty = False  # something finished since the last checkpoint
+        self._restored: list[_Node] | None = None
+        self._restored_channel: dict[str, Any] | None = None
         self._ready: list[tuple[int, int, _Node]] = []
         self._seq = itertools.count()
         self._running = 0  # executions handed out and not reported back
@@ -233,6 +245,9 @@ class Scheduler:
                 )
             )
         try:
+            if self._restored_channel is not None:
+                for key, value in self._restored_channel.items():
+                    await self.channel.set(key, value)
             with anyio.CancelScope() as self._scope:
                 send, receive = anyio.create_memory_object_stream[
                     tuple[int, _Node, Any, TaskContext | None]
@@ -254,14 +269,23 @@ class Scheduler:
                     if self._final is not None:
                         tg.cancel_scope.cancel()  # ended early: cancel what still runs
                     work_send.close()  # idle executors end their loop
+            if self._checkpointer is not None and self._checkpointer.every == "task":
+                # The last state is saved even when the run was cancelled, so that
+                # resume() continues from it; the write is short and bounded.
+                with anyio.CancelScope(shield=True):
+                    await self._checkpoint_or_fail()
         finally:
             result = self._finish(started, time.perf_counter() - t0)
         return result
 
     async def _schedule(self, receive: Any) -> None:
-        for node in self._nodes.values():
-            if node.pending == 0 and node.task is not None:
+        if self._restored is not None:
+            for node in self._restored:
                 self._enqueue(node)
+        else:
+            for node in self._nodes.values():
+                if node.pending == 0 and node.task is not None:
+                    self._enqueue(node)
         self._pump()
         while self._running and self._final is None:
             kind, node, payload, ctx = await receive.receive()
@@ -274,6 +298,9 @@ class Scheduler:
                 except anyio.WouldBlock:
                     break
                 self._on_message(kind, node, payload, ctx)
+            checkpointer = self._checkpointer
+            if self._dirty and checkpointer and checkpointer.every == "task" and not self._final:
+                await self._checkpoint_or_fail()
             self._pump()
 
     # --- launching ----------------------------------------------------------------
@@ -322,6 +349,7 @@ class Scheduler:
             run=self._view,
             iteration=node.iteration,
             max_cycles=task.options.max_cycles,
+            save_checkpoint=self.save_checkpoint if self._checkpointer is not None else None,
         )
         self._work.send_nowait((node, ctx))
 
@@ -471,6 +499,7 @@ class Scheduler:
 
     def _on_message(self, kind: int, node: _Node, payload: Any, ctx: TaskContext | None) -> None:
         self._running -= 1
+        self._dirty = True
         node.finished_at = datetime.now(UTC)
         requests = ctx.requests if ctx is not None else None
         if requests is not None and requests.cancel is not None:
@@ -630,6 +659,111 @@ class Scheduler:
         node.iteration = 1
         node.iteration_data = _NO_DATA
         self._enqueue(node)
+
+    # --- checkpoints -----------------------------------------------------------------
+
+    async def save_checkpoint(self) -> None:
+        """Snapshot the run now (``ctx.checkpoint()``); running tasks count as pending."""
+        assert self._checkpointer is not None
+        channel = await self.channel.snapshot()
+        # Captured without awaiting in between: a consistent picture of the run.
+        snapshot = self._capture(channel)
+        self._dirty = False
+        await self._checkpointer.save(snapshot)
+
+    async def _checkpoint_or_fail(self) -> None:
+        try:
+            await self.save_checkpoint()
+        except AioflowError as exc:
+            error = WorkflowFailedError(
+                f"the run could not be checkpointed: {exc}",
+                hint=exc.hint,
+                run_id=self.run_id,
+            )
+            error.__cause__ = exc
+            self._stop(RunStatus.FAILED, error=error)
+
+    def _capture(self, channel: dict[str, Any]) -> dict[str, Any]:
+        nodes: dict[str, dict[str, Any]] = {}
+        for name, n in self._nodes.items():
+            entry: dict[str, Any] = {
+                "state": n.state,
+                "counted": n.counted,
+                "pending": n.pending,
+                "executions": n.executions,
+                "iteration": n.iteration,
+                "attempts": n.attempts,
+                "duration": n.duration,
+                "children": n.children,
+                "outcomes": n.outcomes,
+                "error": None if n.error is None else (type(n.error).__qualname__, str(n.error)),
+            }
+            if n.iteration_data is not _NO_DATA:
+                entry["data"] = n.iteration_data
+            nodes[name] = entry
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "workflow": self.workflow,
+            "fingerprint": self._fingerprint,
+            "run_id": self.run_id,
+            "inputs": self.inputs,
+            "results": dict(self._results),
+            "steps": self._steps,
+            "channel": channel,
+            "nodes": nodes,
+            "dynamic": {name: n.task for name, n in self._nodes.items() if n.dynamic},
+        }
+
+    def restore(self, snapshot: Mapping[str, Any]) -> None:
+        """Continue from ``snapshot`` (see :mod:`aioflow.checkpoint`) instead of the start.
+
+        Finished tasks keep their results and do not run again; tasks that were
+        pending, running, or failed the run run again from their first attempt.
+
+        Raises:
+            CheckpointError: the checkpoint belongs to another workflow or shape.
+        """
+        if snapshot["workflow"] != self.workflow or snapshot["fingerprint"] != self._fingerprint:
+            raise CheckpointError(
+                f"the checkpoint was written by workflow {snapshot['workflow']!r} with other "
+                f"tasks or edges than workflow {self.workflow!r} has now",
+                hint="Resume with the same workflow definition that wrote the checkpoint.",
+                run_id=snapshot.get("run_id"),
+            )
+        self.run_id = snapshot["run_id"]
+        self.inputs.clear()
+        self.inputs.update(snapshot["inputs"])
+        for name, task in snapshot["dynamic"].items():
+            plan = plan_dynamic(task, self._nodes, self.inputs)
+            self._nodes[name] = _Node(name, task=task, plan=plan, dynamic=True)
+        self._restored = []
+        for name, entry in snapshot["nodes"].items():
+            node = self._nodes[name]
+            node.counted = entry["counted"]
+            node.pending = entry["pending"]
+            node.executions = entry["executions"]
+            node.iteration = entry["iteration"]
+            node.attempts = entry["attempts"]
+            node.duration = entry["duration"]
+            node.children = entry["children"]
+            node.iteration_data = entry.get("data", _NO_DATA)
+            if entry["outcomes"] is not None:
+                node.outcomes = entry["outcomes"]
+            if entry["error"] is not None:
+                node.error = RemoteTaskError(*entry["error"], task_name=name)
+            state = _STATES[entry["state"]]
+            rerun = state in (_QUEUED, _RUNNING) or (
+                state in (_FAILED_S, _CANCELLED_S) and not node.counted and node.task is not None
+            )
+            if rerun:
+                node.state = _WAITING
+                node.error = None
+                self._restored.append(node)
+            else:
+                node.state = state
+        self._results.update(snapshot["results"])
+        self._steps = snapshot["steps"]
+        self._restored_channel = snapshot["channel"]
 
     # --- ending ---------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ import anyio
 
 from ._util import NoPublicConstructor
 from .channels import Channel, MemoryChannel
+from .checkpoint import Checkpointer, CheckpointMode, CheckpointStore, open_store
 from .engine import DEFAULT_MAX_CONCURRENCY, Scheduler
 from .errors import (
     ConfigurationError,
@@ -22,6 +24,7 @@ from .errors import (
 from .events import Event
 from .handlers import Handler, InlineHandler
 from .results import RunResult, RunStatus, TaskRecord, TaskStatus
+from .serialization import Keyring
 from .workflow import Workflow
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
     "TaskRecord",
     "TaskStatus",
     "run",
+    "resume",
     "run_sync",
     "start",
 ]
@@ -58,6 +62,9 @@ def _prepare(
     max_concurrency: int | None,
     max_threads: int,
     channel: Channel | None,
+    checkpoint: str | os.PathLike[str] | CheckpointStore | None = None,
+    checkpoint_every: CheckpointMode = "task",
+    keyring: Keyring | None = None,
     emit: Any = None,
 ) -> Scheduler:
     if not isinstance(wf, Workflow):
@@ -66,6 +73,13 @@ def _prepare(
             hint="Build one with `with aioflow.workflow('name') as wf: ...` and pass wf.",
         )
     _check_backend(backend)
+    checkpointer = None
+    if checkpoint is not None:
+        checkpointer = Checkpointer(
+            open_store(checkpoint),
+            every=checkpoint_every,
+            keyring=keyring if keyring is not None else Keyring.from_env(),
+        )
     all_handlers: dict[str, Handler] = {"inline": InlineHandler(max_threads=max_threads)}
     all_handlers.update(handlers or {})
     return Scheduler(
@@ -78,6 +92,7 @@ def _prepare(
         max_steps=max_steps,
         max_concurrency=max_concurrency,
         emit=emit,
+        checkpointer=checkpointer,
     )
 
 
@@ -101,6 +116,9 @@ async def run(
     max_concurrency: int | None = DEFAULT_MAX_CONCURRENCY,
     max_threads: int = 40,
     channel: Channel | None = None,
+    checkpoint: str | os.PathLike[str] | CheckpointStore | None = None,
+    checkpoint_every: CheckpointMode = "task",
+    keyring: Keyring | None = None,
 ) -> RunResult:
     """Run ``wf`` to the end and return its :class:`RunResult`.
 
@@ -116,6 +134,12 @@ async def run(
             limit); ready tasks beyond it wait, highest ``priority`` first.
         max_threads: how many sync tasks may run in worker threads at once.
         channel: the channel to use (default: a new :class:`MemoryChannel`).
+        checkpoint: a file path (or :class:`~aioflow.checkpoint.CheckpointStore`) to
+            snapshot the run to, for :func:`resume`.
+        checkpoint_every: ``"task"`` (after finished tasks, and at the end) or
+            ``"manual"`` (only on ``await ctx.checkpoint()``).
+        keyring: signs checkpoints (default: ``AIOFLOW_SECRET_KEY`` from the
+            environment, else the public development key).
 
     Raises:
         WorkflowDefinitionError: the workflow is invalid; nothing ran.
@@ -133,7 +157,55 @@ async def run(
         max_concurrency=max_concurrency,
         max_threads=max_threads,
         channel=channel,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        keyring=keyring,
     )
+    return _outcome(await scheduler.execute())
+
+
+async def resume(
+    source: str | os.PathLike[str] | CheckpointStore,
+    wf: Workflow,
+    handlers: Mapping[str, Handler] | None = None,
+    max_steps: int | None = None,
+    *,
+    max_concurrency: int | None = DEFAULT_MAX_CONCURRENCY,
+    max_threads: int = 40,
+    channel: Channel | None = None,
+    checkpoint: str | os.PathLike[str] | CheckpointStore | None = None,
+    checkpoint_every: CheckpointMode = "task",
+    keyring: Keyring | None = None,
+) -> RunResult:
+    """Continue the run checkpointed at ``source``; finished tasks are not run again.
+
+    The run keeps its run id and inputs. Tasks that were pending, running, or had
+    failed the run start again from their first attempt. The resumed run goes on
+    checkpointing to ``checkpoint`` (default: ``source``).
+
+    Raises:
+        CheckpointError: missing, corrupt or tampered checkpoint (left untouched), or
+            one written by another workflow.
+        WorkflowFailedError, WorkflowCancelledError: as :func:`run`.
+    """
+    store = open_store(source)
+    keys = keyring if keyring is not None else Keyring.from_env()
+    snapshot = await Checkpointer(store, keyring=keys).load()
+    scheduler = _prepare(
+        wf,
+        inputs=snapshot["inputs"],
+        backend=None,
+        handlers=handlers,
+        max_steps=max_steps,
+        run_id=snapshot["run_id"],
+        max_concurrency=max_concurrency,
+        max_threads=max_threads,
+        channel=channel,
+        checkpoint=checkpoint if checkpoint is not None else store,
+        checkpoint_every=checkpoint_every,
+        keyring=keys,
+    )
+    scheduler.restore(snapshot)
     return _outcome(await scheduler.execute())
 
 

@@ -7,7 +7,9 @@ holds no run state: the same task can take part in many workflows and runs.
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, ParamSpec, TypeVar, final, overload
@@ -174,6 +176,34 @@ class Task(Composable, Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # @task replaces a module-level function by its Task, so pickling ``fn`` by
+        # reference would find the Task, not the function, and fall back to copying
+        # its code. Refer to the module-level task instead when there is one.
+        module = sys.modules.get(getattr(self.fn, "__module__", "") or "")
+        base: Any = module
+        for part in getattr(self.fn, "__qualname__", "<none>").split("."):
+            base = getattr(base, part, None)
+        if isinstance(base, Task) and base.fn is self.fn:
+            where = (self.fn.__module__, self.fn.__qualname__)
+            return (_task_from_reference, (*where, self.name, self.options, dict(self.bound)))
+        return (_task_from_parts, (self.fn, self.name, self.options, dict(self.bound)))
+
+
+def _task_from_reference(
+    module: str, qualname: str, name: str, options: TaskOptions, bound: dict[str, Any]
+) -> Task[..., Any]:
+    base: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        base = getattr(base, part)
+    return Task(base.fn, name=name, options=options, bound=bound)
+
+
+def _task_from_parts(
+    fn: Callable[..., Any], name: str, options: TaskOptions, bound: dict[str, Any]
+) -> Task[..., Any]:
+    return Task(fn, name=name, options=options, bound=bound)
 
 
 @overload
