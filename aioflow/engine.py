@@ -4,13 +4,13 @@ Concurrency invariants (why there are no locks):
 
 * All scheduling state (``_Node`` fields, ``_results``, counters, the ready heap)
   is mutated only by the scheduler coroutine, :meth:`Scheduler._schedule`.
-* Task executions run in *executor* tasks, children of the run's task group.
-  The scheduler hands ready tasks to executors through a memory object stream
-  (an executor is spawned when none is idle, up to ``max_concurrency``), so a
-  run spawns as many anyio tasks as its peak concurrency, not one per task.
-  Each execution runs under its own cancel scope (timeout, ``cancel_task``),
-  and reports back with one message on another stream. Executors never touch
-  scheduling state: the scheduler counts idle executors from those messages.
+* Task executions run in *executor* tasks, children of the run's task group,
+  served by an :class:`~aioflow._executors.ExecutorPool` (a priority queue; an
+  executor is spawned only when work waits and none is free, up to
+  ``max_concurrency``), so a run spawns as many anyio tasks as its peak
+  concurrency needs, not one per task. Each execution runs under its own cancel
+  scope (timeout, ``cancel_task``) and reports back with one message on a memory
+  object stream. Executors never touch scheduling state.
 * Cancelling the run cancels the task group: every execution is cancelled and
   awaited (threads included) before :meth:`Scheduler.execute` returns.
 """
@@ -18,8 +18,6 @@ Concurrency invariants (why there are no locks):
 from __future__ import annotations
 
 import copy
-import heapq
-import itertools
 import logging
 import math
 import time
@@ -30,10 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
-from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectSendStream
 
 from . import events as ev
+from ._executors import ExecutorPool
 from .channels import Channel
 from .checkpoint import CHECKPOINT_FORMAT, Checkpointer, fingerprint
 from .context import ControlRequests, TaskContext, _set_current
@@ -65,7 +63,6 @@ __all__ = ["DEFAULT_MAX_CONCURRENCY", "Scheduler"]
 
 _NO_DATA: Any = object()
 DEFAULT_MAX_CONCURRENCY = 1000
-_BATCH = 64
 _OK, _FAILED, _CANCELLED = 0, 1, 2
 
 # Node states.
@@ -167,16 +164,12 @@ class Scheduler:
         self._dirty = False  # something finished since the last checkpoint
         self._restored: list[_Node] | None = None
         self._restored_channel: dict[str, Any] | None = None
-        self._ready: list[tuple[int, int, _Node]] = []
-        self._seq = itertools.count()
         self._running = 0  # executions handed out and not reported back
-        self._executors = 0  # executor tasks spawned
+        self._queued: list[_Node] = []  # released, launched after the current batch
         self._steps = 0
         self._final: tuple[RunStatus, str | None, BaseException | None] | None = None
-        self._tg: TaskGroup | None = None
-        self._work_receive: MemoryObjectReceiveStream[tuple[_Node, TaskContext]] | None = None
         self._send: MemoryObjectSendStream[tuple[int, _Node, Any, TaskContext | None]] | None = None
-        self._work: MemoryObjectSendStream[tuple[_Node, TaskContext]] | None = None
+        self._pool: ExecutorPool[tuple[_Node, TaskContext]] | None = None
         self._scope: anyio.CancelScope | None = None
         self._cancel_requested: str | None = None
         self._log = get_logger("engine", run_id=run_id, workflow=workflow)
@@ -252,23 +245,13 @@ class Scheduler:
                 send, receive = anyio.create_memory_object_stream[
                     tuple[int, _Node, Any, TaskContext | None]
                 ](math.inf)
-                work_send, work_receive = anyio.create_memory_object_stream[
-                    tuple[_Node, TaskContext]
-                ](math.inf)
-                self._send, self._work = send, work_send
-                async with (
-                    send,
-                    receive,
-                    work_send,
-                    work_receive,
-                    anyio.create_task_group() as tg,
-                ):
-                    self._tg = tg
-                    self._work_receive = work_receive
+                self._send = send
+                async with send, receive, anyio.create_task_group() as tg:
+                    self._pool = ExecutorPool(tg, self._execute, self._max_concurrency)
                     await self._schedule(receive)
                     if self._final is not None:
                         tg.cancel_scope.cancel()  # ended early: cancel what still runs
-                    work_send.close()  # idle executors end their loop
+                    self._pool.close()  # idle executors end
             if self._checkpointer is not None and self._checkpointer.every == "task":
                 # The last state is saved even when the run was cancelled, so that
                 # resume() continues from it; the write is short and bounded.
@@ -286,7 +269,7 @@ class Scheduler:
             for node in self._nodes.values():
                 if node.pending == 0 and node.task is not None:
                     self._enqueue(node)
-        self._pump()
+        self._launch_queued()
         while self._running and self._final is None:
             kind, node, payload, ctx = await receive.receive()
             self._on_message(kind, node, payload, ctx)
@@ -301,7 +284,7 @@ class Scheduler:
             checkpointer = self._checkpointer
             if self._dirty and checkpointer and checkpointer.every == "task" and not self._final:
                 await self._checkpoint_or_fail()
-            self._pump()
+            self._launch_queued()
 
     # --- launching ----------------------------------------------------------------
 
@@ -309,26 +292,16 @@ class Scheduler:
         if node.active or self._final is not None:
             return
         node.state = _QUEUED
-        assert node.task is not None
-        heapq.heappush(self._ready, (-node.task.options.priority, next(self._seq), node))
+        self._queued.append(node)
 
-    def _pump(self) -> None:
-        """Hand ready tasks to executors, highest priority first.
-
-        At most two executions per executor are handed out (one running, one waiting
-        in the stream), so an executor that finishes finds its next task without a
-        round trip through the scheduler, and priorities still decide what starts next.
-        """
-        limit = self._max_concurrency or math.inf
-        while self._ready and self._final is None:
-            if self._running >= self._executors:
-                if self._executors < limit:
-                    assert self._tg is not None and self._work_receive is not None
-                    self._executors += 1
-                    self._tg.start_soon(self._executor, self._work_receive)
-                elif self._running >= 2 * self._executors:
-                    return
-            self._launch(heapq.heappop(self._ready)[2])
+    def _launch_queued(self) -> None:
+        # Launched only after a batch was handled (and checkpointed): a checkpoint is
+        # durable before anything that follows the tasks it records starts.
+        queued, self._queued = self._queued, []
+        for node in queued:
+            if self._final is not None:
+                return
+            self._launch(node)
 
     def _launch(self, node: _Node) -> None:
         self._steps += 1
@@ -337,7 +310,7 @@ class Scheduler:
             self._stop(RunStatus.FAILED, error=error)
             return
         task = node.task
-        assert task is not None and self._work is not None
+        assert task is not None and self._pool is not None
         node.state = _RUNNING
         node.executions += 1
         node.cancel_reason = None
@@ -351,7 +324,7 @@ class Scheduler:
             max_cycles=task.options.max_cycles,
             save_checkpoint=self.save_checkpoint if self._checkpointer is not None else None,
         )
-        self._work.send_nowait((node, ctx))
+        self._pool.submit((node, ctx), task.options.priority)
 
     # --- one task execution (runs concurrently; never mutates scheduling state) ------
 
@@ -392,29 +365,8 @@ class Scheduler:
             kwargs["data"] = node.iteration_data
         return tuple(args), kwargs
 
-    async def _executor(self, work: MemoryObjectReceiveStream[tuple[_Node, TaskContext]]) -> None:
-        # Take buffered work without a checkpoint (anyio's receive() always yields to
-        # the loop first, which would cost a loop round trip per task); yield at least
-        # every _BATCH tasks so one executor cannot monopolise the loop.
-        streak = 0
-        while True:
-            try:
-                node, ctx = work.receive_nowait()
-                streak += 1
-                if streak >= _BATCH:
-                    streak = 0
-                    await anyio.lowlevel.checkpoint()
-            except anyio.WouldBlock:
-                streak = 0
-                try:
-                    node, ctx = await work.receive()
-                except anyio.EndOfStream:
-                    return
-            except anyio.EndOfStream:
-                return
-            await self._execute(node, ctx)
-
-    async def _execute(self, node: _Node, ctx: TaskContext) -> None:
+    async def _execute(self, item: tuple[_Node, TaskContext]) -> None:
+        node, ctx = item
         task = node.task
         send = self._send
         assert task is not None and send is not None
@@ -821,7 +773,7 @@ class Scheduler:
         else:
             status, reason, error = RunStatus.SUCCEEDED, None, None
         finished = datetime.now(UTC)
-        records: dict[str, TaskRecord] = {}
+        statuses: dict[str, TaskStatus] = {}
         output_candidates: list[str] = []
         for node in self._nodes.values():
             is_sink = not node.successors and not node.children
@@ -829,20 +781,32 @@ class Scheduler:
                 if is_sink and node.state is _SUCCEEDED:
                     output_candidates.append(node.name)
                 continue
-            task_status = self._final_status(node, status)
+            task_status = (
+                TaskStatus.SUCCEEDED
+                if node.state is _SUCCEEDED
+                else self._final_status(node, status)
+            )
+            statuses[node.name] = task_status
             if is_sink and task_status is not TaskStatus.SKIPPED:
                 output_candidates.append(node.name)
-            records[node.name] = TaskRecord(
-                name=node.name,
-                status=task_status,
-                attempts=node.attempts,
-                executions=node.executions,
-                duration=node.duration,
-                started_at=node.started_at,
-                finished_at=node.finished_at,
-                error=node.error,
-                dynamic=node.dynamic,
-            )
+
+        def records() -> dict[str, TaskRecord]:
+            # Built on first access: large runs do not pay for records nobody reads.
+            return {
+                name: TaskRecord(
+                    name=name,
+                    status=task_status,
+                    attempts=(node := self._nodes[name]).attempts,
+                    executions=node.executions,
+                    duration=node.duration,
+                    started_at=node.started_at,
+                    finished_at=node.finished_at,
+                    error=node.error,
+                    dynamic=node.dynamic,
+                )
+                for name, task_status in statuses.items()
+            }
+
         self.status = status
         result = RunResult._create(
             run_id=self.run_id,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -66,6 +66,8 @@ class RunResult(metaclass=NoPublicConstructor):
 
     __slots__ = (
         "_output_name",
+        "_records",
+        "_tasks",
         "duration",
         "error",
         "finished_at",
@@ -74,7 +76,6 @@ class RunResult(metaclass=NoPublicConstructor):
         "run_id",
         "started_at",
         "status",
-        "tasks",
         "workflow",
     )
 
@@ -85,7 +86,7 @@ class RunResult(metaclass=NoPublicConstructor):
         workflow: str,
         status: RunStatus,
         results: dict[str, Any],
-        tasks: dict[str, TaskRecord],
+        tasks: Callable[[], dict[str, TaskRecord]],
         started_at: datetime,
         finished_at: datetime,
         duration: float,
@@ -97,13 +98,21 @@ class RunResult(metaclass=NoPublicConstructor):
         self.workflow = workflow
         self.status = status
         self.results: Mapping[str, Any] = MappingProxyType(results)
-        self.tasks: Mapping[str, TaskRecord] = MappingProxyType(tasks)
+        self._records = tasks
+        self._tasks: Mapping[str, TaskRecord] | None = None
         self.started_at = started_at
         self.finished_at = finished_at
         self.duration = duration
         self.reason = reason
         self.error = error
         self._output_name = output_name
+
+    @property
+    def tasks(self) -> Mapping[str, TaskRecord]:
+        """Per-task records (status, attempts, executions, duration, error), by name."""
+        if self._tasks is None:
+            self._tasks = MappingProxyType(self._records())
+        return self._tasks
 
     @property
     def succeeded(self) -> bool:
