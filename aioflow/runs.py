@@ -45,6 +45,9 @@ _MEMORY_BACKENDS = (None, "memory", "memory://")
 def _check_backend(backend: Any) -> None:
     if backend in _MEMORY_BACKENDS:
         return
+    # Payloads leaving the process must be signed with a configured key: refuse
+    # the public development key before anything else.
+    Keyring.from_env().require_production(backend=str(backend))
     raise ConfigurationError(
         f"unsupported backend {backend!r}",
         hint='This version runs workflows in-process: use backend=None or "memory://".',

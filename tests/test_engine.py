@@ -409,7 +409,17 @@ async def test_custom_handler_receives_the_call() -> None:
         await aioflow.run(wf)
 
 
-async def test_unsupported_backend_is_a_clear_error() -> None:
+async def test_remote_backend_without_a_secret_key_refuses_to_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("AIOFLOW_SECRET_KEY", raising=False)
+    with pytest.raises(aioflow.ConfigurationError, match="AIOFLOW_SECRET_KEY") as info:
+        await aioflow.run(etl(), backend="redis://localhost:6379/0")
+    assert info.value.hint
+
+
+async def test_unsupported_backend_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIOFLOW_SECRET_KEY", "k" * 32)
     with pytest.raises(aioflow.ConfigurationError, match="backend") as info:
         await aioflow.run(etl(), backend="carrier-pigeon://")
     assert "memory://" in info.value.hint
