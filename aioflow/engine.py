@@ -46,6 +46,7 @@ from .errors import (
     TaskCancelledError,
     TaskTimeoutError,
     UnknownTaskError,
+    WorkflowCancelledError,
     WorkflowDefinitionError,
     WorkflowFailedError,
 )
@@ -760,16 +761,20 @@ class Scheduler:
             return
         if by is not None:
             self._log.info("run stopped by task", task_name=by, status=status.value, reason=reason)
+        if status is RunStatus.CANCELLED and error is None:
+            error = WorkflowCancelledError(reason, run_id=self.run_id, task_name=by)
         self._final = (status, reason, error)
 
     def _finish(self, started: datetime, duration: float) -> RunResult:
         if self._final is not None:
             status, reason, error = self._final
-        elif self._cancel_requested is not None:
-            status, reason, error = RunStatus.CANCELLED, self._cancel_requested, None
-        elif any(n.state is _RUNNING or n.state is _QUEUED for n in self._nodes.values()):
-            # Cancelled from outside (the caller's scope): nothing may keep running.
-            status, reason, error = RunStatus.CANCELLED, "the caller was cancelled", None
+        elif self._cancel_requested is not None or any(
+            n.state is _RUNNING or n.state is _QUEUED for n in self._nodes.values()
+        ):
+            # handle.cancel(), or the caller's scope was cancelled: nothing keeps running.
+            status = RunStatus.CANCELLED
+            reason = self._cancel_requested or "the caller was cancelled"
+            error = WorkflowCancelledError(reason, run_id=self.run_id)
         else:
             status, reason, error = RunStatus.SUCCEEDED, None, None
         finished = datetime.now(UTC)
@@ -821,7 +826,7 @@ class Scheduler:
             reason=reason,
             error=error,
         )
-        if isinstance(error, WorkflowFailedError):
+        if isinstance(error, WorkflowFailedError | WorkflowCancelledError):
             error.result = result
         log = self._log.error if status is RunStatus.FAILED else self._log.info
         log(

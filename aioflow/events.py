@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 __all__ = [
     "Event",
@@ -48,7 +47,7 @@ class RunStarted(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskAdded(Event):
-    """A task was added at run time (``ctx.next_task``) or scheduled again."""
+    """A new task was added at run time (``ctx.next_task`` with a task the run lacked)."""
 
     by: str | None = None
 
@@ -117,4 +116,3 @@ class RunFinished(Event):
     status: str
     reason: str | None = None
     error: BaseException | None = None
-    results: dict[str, Any] = field(default_factory=dict)

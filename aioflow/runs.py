@@ -19,7 +19,6 @@ from .engine import DEFAULT_MAX_CONCURRENCY, Scheduler
 from .errors import (
     ConfigurationError,
     RunStateError,
-    WorkflowCancelledError,
 )
 from .events import Event
 from .handlers import Handler, InlineHandler
@@ -100,11 +99,11 @@ def _prepare(
 
 
 def _outcome(result: RunResult) -> RunResult:
-    if result.status is RunStatus.FAILED:
+    if result.status is not RunStatus.SUCCEEDED:
+        # WorkflowFailedError (or a subclass) for failed runs, WorkflowCancelledError
+        # for cancelled ones; either carries .result.
         assert result.error is not None
         raise result.error
-    if result.status is RunStatus.CANCELLED:
-        raise WorkflowCancelledError(result.reason, result=result, run_id=result.run_id)
     return result
 
 
@@ -340,6 +339,9 @@ async def start(
     max_concurrency: int | None = DEFAULT_MAX_CONCURRENCY,
     max_threads: int = 40,
     channel: Channel | None = None,
+    checkpoint: str | os.PathLike[str] | CheckpointStore | None = None,
+    checkpoint_every: CheckpointMode = "task",
+    keyring: Keyring | None = None,
 ) -> AsyncIterator[RunHandle]:
     """Start ``wf`` in the background: ``async with aioflow.start(wf) as handle:``.
 
@@ -361,6 +363,9 @@ async def start(
         max_concurrency=max_concurrency,
         max_threads=max_threads,
         channel=channel,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        keyring=keyring,
         emit=handle._on_event,
     )
     error: BaseException | None = None

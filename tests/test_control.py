@@ -307,8 +307,25 @@ async def test_cancel_workflow_cancels_the_run() -> None:
     err = info.value
     assert not isinstance(err, WorkflowFailedError)
     assert err.reason == "user said stop"
+    assert err.task_name == "canceller" and "canceller" in str(err)
+    assert err.code == "aioflow.workflow_cancelled"
     assert err.result is not None and err.result.status == "cancelled"
     assert err.result.tasks["later"].status == "skipped"
+
+
+async def test_dynamic_task_is_announced() -> None:
+    @task
+    async def producer(ctx: TaskContext) -> None:
+        ctx.next_task(extra)
+
+    @task
+    async def extra() -> None: ...
+
+    with workflow("w") as wf:
+        wf.add(producer)
+    async with aioflow.start(wf) as handle:
+        added = [e async for e in handle.events() if isinstance(e, events.TaskAdded)]
+    assert [(e.task_name, e.by) for e in added] == [("extra", "producer")]
 
 
 async def test_retry_events_are_emitted() -> None:

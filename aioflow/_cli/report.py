@@ -1,0 +1,181 @@
+"""What ``aioflow run`` prints: the results table, the JSON document, error reports."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from datetime import date, datetime, time
+from enum import Enum
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from ..errors import AioflowError, GroupFailedError
+from ..results import RunResult, RunStatus, TaskStatus
+
+__all__ = [
+    "error_lines",
+    "error_object",
+    "jsonable",
+    "results_table",
+    "run_document",
+    "summary",
+    "type_name",
+    "value_repr",
+]
+
+MAX_REPR = 1000
+_MAX_CAUSES = 8
+_ICONS = {RunStatus.SUCCEEDED: "✓", RunStatus.FAILED: "✗", RunStatus.CANCELLED: "⊘"}
+_STYLES = {RunStatus.SUCCEEDED: "green", RunStatus.FAILED: "red", RunStatus.CANCELLED: "yellow"}
+
+
+def value_repr(value: Any, limit: int = MAX_REPR) -> str:
+    """``repr(value)``, cut at ``limit`` characters."""
+    try:
+        text = repr(value)
+    except Exception as exc:  # a broken __repr__ must not hide the results
+        text = f"<{type(value).__name__} (repr failed: {exc!r})>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def results_table(result: RunResult) -> Table:
+    """A two-column table: task (or group) name -> repr of its result."""
+    table = Table(title=f"{result.workflow} results", title_justify="left", expand=False)
+    table.add_column("task", style="bold", no_wrap=True)
+    table.add_column("result", overflow="fold")
+    for name, value in result.results.items():
+        table.add_row(Text(name), Text(value_repr(value)))
+    return table
+
+
+def summary(result: RunResult) -> Text:
+    """One line: status, duration, run id, and how many tasks ended how."""
+    counts = Counter(record.status for record in result.tasks.values())
+    tally = ", ".join(f"{counts[s]} {s.value}" for s in TaskStatus if counts[s])
+    text = Text(f"{_ICONS.get(result.status, '?')} {result.workflow} ", style="bold")
+    text.append(result.status.value, style=_STYLES.get(result.status, ""))
+    text.append(f" in {result.duration:.3f}s · run {result.run_id} · {tally or 'no tasks'}")
+    if result.reason:
+        text.append(f" · {result.reason}", style="dim")
+    return text
+
+
+def type_name(exc: BaseException) -> str:
+    """``ValueError``, ``TaskTimeoutError``, or ``package.module.MyError``."""
+    cls = type(exc)
+    if cls.__module__ == "builtins" or cls.__module__.startswith("aioflow."):
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen = {id(exc)}
+    cause = exc.__cause__
+    while cause is not None and id(cause) not in seen and len(seen) <= _MAX_CAUSES:
+        seen.add(id(cause))
+        yield cause
+        cause = cause.__cause__
+
+
+def error_lines(exc: BaseException) -> list[Text]:
+    """The error's ``describe()`` (code, message, hint), group members, then its causes."""
+    lines: list[Text] = []
+    hints: set[str] = set()
+    if isinstance(exc, AioflowError):
+        head, _, hint = exc.describe().partition("\n")
+        lines.append(Text.assemble(("error ", "bold red"), head))
+        if hint:
+            lines.append(Text(hint, style="cyan"))
+            hints.add(exc.hint)
+    else:
+        lines.append(Text.assemble(("error ", "bold red"), f"{type_name(exc)}: {exc}"))
+    if isinstance(exc, GroupFailedError):
+        for member, error in exc.errors.items():
+            lines.append(Text(f"  member {member}: {type_name(error)}: {error}"))
+    for cause in _causes(exc):
+        code = f" [{cause.code}]" if isinstance(cause, AioflowError) else ""
+        lines.append(Text(f"  caused by {type_name(cause)}{code}: {cause}", style="dim"))
+        if isinstance(cause, AioflowError) and cause.hint not in hints:
+            hints.add(cause.hint)
+            lines.append(Text(f"    hint: {cause.hint}", style="cyan"))
+    return lines
+
+
+def error_object(exc: BaseException) -> dict[str, Any]:
+    """The error as JSON-ready data: type, code, message, hint, causes."""
+    obj: dict[str, Any] = {"type": type_name(exc), "message": str(exc)}
+    if isinstance(exc, AioflowError):
+        obj.update(code=exc.code, message=exc.message, hint=exc.hint, task_name=exc.task_name)
+    if isinstance(exc, GroupFailedError):
+        obj["members"] = {m: f"{type_name(e)}: {e}" for m, e in exc.errors.items()}
+    obj["causes"] = [
+        {"type": type_name(c), "message": str(c), "code": getattr(c, "code", None)}
+        for c in _causes(exc)
+    ]
+    return obj
+
+
+def run_document(result: RunResult | None, error: BaseException | None = None) -> dict[str, Any]:
+    """What ``aioflow run --json`` prints: the run, its results and tasks, the error."""
+    doc: dict[str, Any] = {}
+    if result is not None:
+        doc.update(
+            run_id=result.run_id,
+            workflow=result.workflow,
+            status=result.status.value,
+            reason=result.reason,
+            duration=result.duration,
+            results=jsonable(dict(result.results)),
+            tasks={
+                name: {
+                    "status": r.status.value,
+                    "attempts": r.attempts,
+                    "executions": r.executions,
+                    "duration": r.duration,
+                    "dynamic": r.dynamic,
+                    "error": None if r.error is None else f"{type_name(r.error)}: {r.error}",
+                }
+                for name, r in result.tasks.items()
+            },
+        )
+    doc["error"] = None if error is None else error_object(error)
+    return doc
+
+
+def to_json(doc: Mapping[str, Any]) -> str:
+    """``doc`` as indented JSON text."""
+    return json.dumps(doc, indent=2, ensure_ascii=False)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON-ready data: containers, dataclasses, enums and dates converted,
+    other objects as their ``repr``."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Mapping):
+        return {k if isinstance(k, str) else str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, set | frozenset):
+        items = [jsonable(v) for v in value]
+        try:
+            return sorted(items)
+        except TypeError:
+            return items
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
+    if isinstance(value, Enum):
+        return jsonable(value.value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    model_dump = getattr(value, "model_dump", None)  # pydantic models
+    if callable(model_dump):
+        try:
+            return jsonable(model_dump(mode="json"))
+        except Exception:  # not pydantic after all: fall back to the repr
+            pass
+    return value_repr(value)
