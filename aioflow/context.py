@@ -104,7 +104,7 @@ class TaskContext(metaclass=NoPublicConstructor):
         self.max_cycles = max_cycles
         self.channel = channel
         self.worker_id = worker_id
-        self.requests = ControlRequests()
+        self.requests: ControlRequests | None = None  # made on the first request
         self._run = run
         self._log: structlog.stdlib.BoundLogger | None = None
         self._save_checkpoint = save_checkpoint
@@ -166,8 +166,9 @@ class TaskContext(metaclass=NoPublicConstructor):
         """
         if self.iteration >= self.max_cycles:
             raise CycleLimitExceededError(self.task_name, self.max_cycles, run_id=self.run_id)
-        self.requests.iterate = True
-        self.requests.iteration_data = data
+        requests = self._requests()
+        requests.iterate = True
+        requests.iteration_data = data
 
     def next_task(self, task: Task[..., Any] | str, goto: bool = False) -> str:
         """Add ``task`` to the run, to start after this task ends; returns its name.
@@ -189,18 +190,24 @@ class TaskContext(metaclass=NoPublicConstructor):
             name = task
         else:
             name = task.name
-        if self.requests.next_tasks is None:
-            self.requests.next_tasks = []
-        self.requests.next_tasks.append((task, goto))
+        requests = self._requests()
+        if requests.next_tasks is None:
+            requests.next_tasks = []
+        requests.next_tasks.append((task, goto))
         return name
 
     def terminate_workflow(self, reason: str | None = None) -> None:
         """Finish the run successfully once this task returns; nothing else starts."""
-        self.requests.terminate = reason or "terminated by task"
+        self._requests().terminate = reason or "terminated by task"
 
     def cancel_workflow(self, reason: str | None = None) -> None:
         """Cancel the run once this task returns (status ``"cancelled"``)."""
-        self.requests.cancel = reason or "cancelled by task"
+        self._requests().cancel = reason or "cancelled by task"
+
+    def _requests(self) -> ControlRequests:
+        if self.requests is None:
+            self.requests = ControlRequests()
+        return self.requests
 
     async def checkpoint(self) -> None:
         """Save a checkpoint of the run now (when the run was started with ``checkpoint=``)."""

@@ -22,7 +22,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -80,10 +80,10 @@ class _Node:
     name: str
     task: Task[..., Any] | None = None
     group: ParallelGroup | None = None
-    successors: list[_Node] = field(default_factory=list)
+    successors: tuple[_Node, ...] = ()
     pending: int = 0  # predecessors that have not completed yet
     plan: tuple[ParamPlan, ...] = ()
-    groups: list[_Node] = field(default_factory=list)  # barriers this task belongs to
+    groups: tuple[_Node, ...] = ()  # barriers this task belongs to
     outcomes: dict[str, MemberOutcome] | None = None  # group barriers: member outcomes
     errors: dict[str, BaseException] | None = None
     state: str = _WAITING
@@ -95,8 +95,8 @@ class _Node:
     iteration_data: Any = _NO_DATA
     attempts: int = 0
     duration: float = 0.0
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
+    started_at: float | None = None  # time.time() of the first start
+    finished_at: float | None = None
     error: BaseException | None = None
     scope: anyio.CancelScope | None = None
     cancel_reason: str | None = None
@@ -104,6 +104,10 @@ class _Node:
     @property
     def active(self) -> bool:
         return self.state is _QUEUED or self.state is _RUNNING
+
+
+def _as_datetime(timestamp: float | None) -> datetime | None:
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
 
 
 class _RunView:
@@ -170,7 +174,7 @@ class Scheduler:
         self._steps = 0
         self._final: tuple[RunStatus, str | None, BaseException | None] | None = None
         self._send: MemoryObjectSendStream[tuple[int, _Node, Any, TaskContext | None]] | None = None
-        self._pool: ExecutorPool[tuple[_Node, TaskContext]] | None = None
+        self._pool: ExecutorPool[_Node] | None = None
         self._scope: anyio.CancelScope | None = None
         self._cancel_requested: str | None = None
         self._log = get_logger("engine", run_id=run_id, workflow=workflow)
@@ -182,23 +186,30 @@ class Scheduler:
     def _build(self, graph: TaskGraph) -> None:
         order = graph.validate()
         position = {name: i for i, name in enumerate(order)}
+        nodes = self._nodes
+        tasks = graph.tasks
         for name in order:
-            task = graph.tasks.get(name)
+            task = tasks.get(name)
             if task is not None:
                 check_handlers(task, self._handlers)
-                plan = plan_static(task, graph, position, self.inputs)
-                self._nodes[name] = _Node(name, task=task, plan=plan)
+                plan = plan_static(task, graph, position, self.inputs) if task.params else ()
+                nodes[name] = _Node(name, task=task, plan=plan)
             else:
                 group = graph.groups[name]
                 outcomes: dict[str, MemberOutcome] = dict.fromkeys(group.member_names, "pending")
-                self._nodes[name] = _Node(name, group=group, outcomes=outcomes, errors={})
-        for name in order:
-            node = self._nodes[name]
-            node.successors = [self._nodes[s] for s in graph.successors[name]]
+                nodes[name] = _Node(name, group=group, outcomes=outcomes, errors={})
+        # Nodes with the same successors share one tuple (every member of a group).
+        shared: dict[tuple[str, ...], tuple[_Node, ...]] = {}
+        for name, node in nodes.items():
+            names = tuple(graph.successors[name])
+            succ = shared.get(names)
+            if succ is None:
+                succ = shared[names] = tuple(nodes[s] for s in names)
+            node.successors = succ
             node.pending = len(graph.predecessors[name])
             if node.group is not None:
                 for member in node.group.member_names:
-                    self._nodes[member].groups.append(node)
+                    nodes[member].groups += (node,)
 
     # --- public control -------------------------------------------------------------
 
@@ -248,7 +259,9 @@ class Scheduler:
                 ](math.inf)
                 self._send = send
                 async with send, receive, anyio.create_task_group() as tg:
-                    self._pool = ExecutorPool(tg, self._execute, self._max_concurrency)
+                    self._pool = ExecutorPool(
+                        tg, self._execute, self._on_cancelled, self._max_concurrency
+                    )
                     await self._schedule(receive)
                     if self._final is not None:
                         tg.cancel_scope.cancel()  # ended early: cancel what still runs
@@ -316,16 +329,7 @@ class Scheduler:
         node.executions += 1
         node.cancel_reason = None
         self._running += 1
-        ctx = TaskContext._create(
-            run_id=self.run_id,
-            task_name=node.name,
-            channel=self.channel,
-            run=self._view,
-            iteration=node.iteration,
-            max_cycles=task.options.max_cycles,
-            save_checkpoint=self.save_checkpoint if self._checkpointer is not None else None,
-        )
-        self._pool.submit((node, ctx), task.options.priority)
+        self._pool.submit(node, task.options.priority)
 
     # --- one task execution (runs concurrently; never mutates scheduling state) ------
 
@@ -366,17 +370,35 @@ class Scheduler:
             kwargs["data"] = node.iteration_data
         return tuple(args), kwargs
 
-    async def _execute(self, item: tuple[_Node, TaskContext]) -> None:
-        node, ctx = item
+    async def _execute(self, node: _Node, scope: anyio.CancelScope) -> None:
+        """Run one task execution (all its attempts) and report the outcome.
+
+        ``scope`` is the executor's cancel scope, which belongs to this execution
+        while it runs: ``cancel_task`` cancels it (or the attempt's deadline scope,
+        for tasks with a timeout) and the pool reports the cancellation.
+        """
         task = node.task
         send = self._send
         assert task is not None and send is not None
+        # Made here, when the execution starts, not when it is queued: a wide fan-out
+        # does not keep a context alive for every task waiting for an executor.
+        ctx = TaskContext._create(
+            run_id=self.run_id,
+            task_name=node.name,
+            channel=self.channel,
+            run=self._view,
+            iteration=node.iteration,
+            max_cycles=task.options.max_cycles,
+            save_checkpoint=self.save_checkpoint if self._checkpointer is not None else None,
+        )
         _set_current(ctx)
         if node.started_at is None:
-            node.started_at = datetime.now(UTC)
+            node.started_at = time.time()
+        node.scope = scope
         try:
             args, kwargs = self._arguments(node, ctx)
         except Exception as exc:
+            node.scope = None
             send.send_nowait((_FAILED, node, exc, ctx))
             return
         handler = self._handlers[task.options.handler]
@@ -401,35 +423,39 @@ class Scheduler:
                 ctx.log.debug("task started", iteration=node.iteration)
             t0 = time.perf_counter()
             error: Exception | None = None
-            deadline = (
-                math.inf if options.timeout is None else anyio.current_time() + options.timeout
-            )
-            with anyio.CancelScope(deadline=deadline) as scope:
-                node.scope = scope
+            if options.timeout is None:
+                # No deadline: the executor's scope is this execution's own scope.
                 try:
                     value = await handler.execute(task, args, kwargs, ctx)
                 except Exception as exc:
                     error = exc
-            node.scope = None
+            else:
+                with anyio.CancelScope(
+                    deadline=anyio.current_time() + options.timeout
+                ) as attempt_scope:
+                    node.scope = attempt_scope
+                    try:
+                        value = await handler.execute(task, args, kwargs, ctx)
+                    except Exception as exc:
+                        error = exc
+                node.scope = scope
+                if attempt_scope.cancelled_caught:
+                    if node.cancel_reason is not None:
+                        node.scope = None
+                        send.send_nowait((_CANCELLED, node, node.cancel_reason, ctx))
+                        return
+                    error = TaskTimeoutError(
+                        node.name, options.timeout, run_id=self.run_id, attempt=attempt
+                    )
             node.duration += time.perf_counter() - t0
-            if scope.cancelled_caught:
-                if node.cancel_reason is not None:
-                    send.send_nowait((_CANCELLED, node, node.cancel_reason, ctx))
-                    return
-                assert options.timeout is not None
-                error = TaskTimeoutError(
-                    node.name, options.timeout, run_id=self.run_id, attempt=attempt
-                )
-            elif error is None:
+            if error is None:
+                node.scope = None
                 send.send_nowait((_OK, node, value, ctx))
                 return
-            assert error is not None
             requests = ctx.requests
             if (
-                requests.cancel is None
-                and requests.terminate is None
-                and options.retries.should_retry(attempt, error)
-            ):
+                requests is None or (requests.cancel is None and requests.terminate is None)
+            ) and options.retries.should_retry(attempt, error):
                 delay = options.retries.delay(attempt)
                 if emit:
                     emit(
@@ -442,19 +468,26 @@ class Scheduler:
                         )
                     )
                 ctx.log.info("task attempt failed; retrying", error=repr(error), delay=delay)
-                ctx.requests = ControlRequests()  # requests of a failed attempt do not count
+                ctx.requests = None  # requests of a failed attempt do not count
                 await anyio.sleep(delay)
                 continue
+            node.scope = None
             send.send_nowait((_FAILED, node, error, ctx))
             return
+
+    def _on_cancelled(self, node: _Node) -> None:
+        """The pool caught the cancellation of an execution's scope (``cancel_task``)."""
+        node.scope = None
+        assert self._send is not None
+        self._send.send_nowait((_CANCELLED, node, node.cancel_reason or "cancelled", None))
 
     # --- reacting to outcomes (scheduler coroutine only) ----------------------------
 
     def _on_message(self, kind: int, node: _Node, payload: Any, ctx: TaskContext | None) -> None:
         self._running -= 1
         self._dirty = True
-        node.finished_at = datetime.now(UTC)
-        requests = ctx.requests if ctx is not None else None
+        node.finished_at = time.time()
+        requests = ctx.requests if ctx is not None else None  # None: no requests made
         if requests is not None and requests.cancel is not None:
             if kind == _OK:
                 self._results[node.name] = payload
@@ -804,8 +837,8 @@ class Scheduler:
                     attempts=(node := self._nodes[name]).attempts,
                     executions=node.executions,
                     duration=node.duration,
-                    started_at=node.started_at,
-                    finished_at=node.finished_at,
+                    started_at=_as_datetime(node.started_at),
+                    finished_at=_as_datetime(node.finished_at),
                     error=node.error,
                     dynamic=node.dynamic,
                 )

@@ -248,10 +248,13 @@ class TaskGraph:
         self.predecessors: dict[str, list[str]] = {}
         self._edges: set[tuple[str, str]] = set()
         self._problems: list[WorkflowDefinitionError] = []
+        self._version = 0  # bumped by every change; validate() caches per version
+        self._validated: tuple[int, list[str]] | None = None
 
     # --- building ------------------------------------------------------------------
 
     def _add_node(self, name: str) -> None:
+        self._version += 1
         self.successors.setdefault(name, [])
         self.predecessors.setdefault(name, [])
 
@@ -295,6 +298,7 @@ class TaskGraph:
         if (src, dst) in self._edges:
             return
         self._edges.add((src, dst))
+        self._version += 1
         self._add_node(src)
         self._add_node(dst)
         self.successors[src].append(dst)
@@ -310,6 +314,7 @@ class TaskGraph:
     def discard_group(self, group: ParallelGroup) -> None:
         if self.groups.get(group.name) is not group:
             return
+        self._version += 1
         del self.groups[group.name]
         for member in group.members:
             self._edges.discard((member.name, group.name))
@@ -377,7 +382,7 @@ class TaskGraph:
         return [*cycle, cycle[0]]
 
     def validate(self) -> list[str]:
-        """Check the graph; return a topological order.
+        """Check the graph; return a topological order (cached until the graph changes).
 
         Raises:
             WorkflowDefinitionError: duplicate names, empty workflow, invalid group
@@ -399,7 +404,9 @@ class TaskGraph:
                     hint=getattr(exc, "hint", "Fix the group's policy."),
                     task_name=group.name,
                 ) from exc
-        return self.topological_order()
+        if self._validated is None or self._validated[0] != self._version:
+            self._validated = (self._version, self.topological_order())
+        return list(self._validated[1])
 
     def is_ancestor(self, candidate: str, node: str, position: Mapping[str, int]) -> bool:
         """True if ``candidate`` comes before ``node`` along some path of edges."""

@@ -110,6 +110,8 @@ def plan_static(
     inputs: Mapping[str, Any],
 ) -> tuple[ParamPlan, ...]:
     """Plan a task of the static graph: only its ancestors feed it by name."""
+    if not task.params:
+        return ()
     return plan_params(
         task,
         upstream=lambda name: name in position and graph.is_ancestor(name, task.name, position),

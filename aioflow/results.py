@@ -162,5 +162,5 @@ class RunResult(metaclass=NoPublicConstructor):
     def __repr__(self) -> str:
         return (
             f"<RunResult {self.workflow} run_id={self.run_id} status={self.status.value} "
-            f"tasks={len(self.tasks)} duration={self.duration:.3f}s>"
+            f"duration={self.duration:.3f}s>"
         )

@@ -7,11 +7,14 @@ holds no run state: the same task can take part in many workflows and runs.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import sys
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any, Generic, ParamSpec, TypeVar, final, overload
 
 from .context import TaskContext
@@ -77,8 +80,21 @@ def _is_context_param(p: inspect.Parameter) -> bool:
     return p.name == "ctx"
 
 
-def _analyse(fn: Callable[..., Any]) -> tuple[tuple[Param, ...], bool]:
-    """The parameters worth filling, and whether ``fn`` takes ``**kwargs``."""
+_NOTHING_BOUND: Mapping[str, Any] = MappingProxyType({})
+_analysed: weakref.WeakKeyDictionary[Any, tuple[tuple[Param, ...], bool, bool]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _analyse(fn: Callable[..., Any]) -> tuple[tuple[Param, ...], bool, bool]:
+    """The parameters worth filling, whether ``fn`` takes ``**kwargs``, whether it is async.
+
+    Cached per function: ``bind()`` makes many tasks of one function.
+    """
+    try:
+        return _analysed[fn]
+    except (KeyError, TypeError):
+        pass
     params: list[Param] = []
     var_keyword = False
     for p in inspect.signature(fn).parameters.values():
@@ -94,7 +110,13 @@ def _analyse(fn: Callable[..., Any]) -> tuple[tuple[Param, ...], bool]:
                 has_default=p.default is not p.empty,
             )
         )
-    return tuple(params), var_keyword
+    is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
+    )
+    result = (tuple(params), var_keyword, is_async)
+    with contextlib.suppress(TypeError):  # not weakly referenceable: just not cached
+        _analysed[fn] = result
+    return result
 
 
 @final
@@ -125,11 +147,8 @@ class Task(Composable, Generic[P, R]):
         self.fn = fn
         self.name = name
         self.options = options
-        self.bound: Mapping[str, Any] = dict(bound or {})
-        self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-            getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
-        )
-        self.params, self._accepts_any_kwarg = _analyse(fn)
+        self.bound: Mapping[str, Any] = dict(bound) if bound else _NOTHING_BOUND
+        self.params, self._accepts_any_kwarg, self.is_async = _analyse(fn)
         known = {p.name for p in self.params}
         unknown = set(self.bound) - known
         if unknown and not self._accepts_any_kwarg:

@@ -7,6 +7,8 @@ import pytest
 
 from aioflow._executors import ExecutorPool
 
+cancelled: list[int] = []
+
 
 async def test_waiting_work_grows_the_pool_until_all_run_concurrently() -> None:
     n = 200
@@ -14,7 +16,7 @@ async def test_waiting_work_grows_the_pool_until_all_run_concurrently() -> None:
     all_started = anyio.Event()
     release = anyio.Event()
 
-    async def blocking(_: int) -> None:
+    async def blocking(_: int, scope: anyio.CancelScope) -> None:
         nonlocal started
         started += 1
         if started == n:
@@ -22,7 +24,7 @@ async def test_waiting_work_grows_the_pool_until_all_run_concurrently() -> None:
         await release.wait()
 
     async with anyio.create_task_group() as tg:
-        pool: ExecutorPool[int] = ExecutorPool(tg, blocking, limit=None)
+        pool: ExecutorPool[int] = ExecutorPool(tg, blocking, cancelled.append, limit=None)
         for i in range(n):
             pool.submit(i)
         await all_started.wait()  # would hang if the pool did not grow to n executors
@@ -34,11 +36,11 @@ async def test_waiting_work_grows_the_pool_until_all_run_concurrently() -> None:
 async def test_quick_work_needs_few_executors() -> None:
     done: list[int] = []
 
-    async def quick(i: int) -> None:
+    async def quick(i: int, scope: anyio.CancelScope) -> None:
         done.append(i)
 
     async with anyio.create_task_group() as tg:
-        pool: ExecutorPool[int] = ExecutorPool(tg, quick, limit=1000)
+        pool: ExecutorPool[int] = ExecutorPool(tg, quick, cancelled.append, limit=1000)
         for i in range(5000):
             pool.submit(i)
         pool.close()
@@ -52,7 +54,7 @@ async def test_limit_and_priority(limit: int) -> None:
     peak = 0
     order: list[int] = []
 
-    async def work(priority: int) -> None:
+    async def work(priority: int, scope: anyio.CancelScope) -> None:
         nonlocal running, peak
         running += 1
         peak = max(peak, running)
@@ -61,7 +63,7 @@ async def test_limit_and_priority(limit: int) -> None:
         running -= 1
 
     async with anyio.create_task_group() as tg:
-        pool: ExecutorPool[int] = ExecutorPool(tg, work, limit=limit)
+        pool: ExecutorPool[int] = ExecutorPool(tg, work, cancelled.append, limit=limit)
         for priority in [1, 5, 3, 9, 7]:
             pool.submit(priority, priority)
         pool.close()
@@ -74,12 +76,12 @@ async def test_idle_executors_are_reused_and_end_on_close() -> None:
     seen: list[int] = []
     gate = anyio.Event()
 
-    async def work(i: int) -> None:
+    async def work(i: int, scope: anyio.CancelScope) -> None:
         seen.append(i)
         gate.set()
 
     async with anyio.create_task_group() as tg:
-        pool: ExecutorPool[int] = ExecutorPool(tg, work, limit=4)
+        pool: ExecutorPool[int] = ExecutorPool(tg, work, cancelled.append, limit=4)
         pool.submit(1)
         await gate.wait()
         await anyio.wait_all_tasks_blocked()  # the executor is idle, waiting for work
@@ -89,3 +91,30 @@ async def test_idle_executors_are_reused_and_end_on_close() -> None:
         pool.close()
     assert seen == [1, 2]
     assert pool.executors == 1
+
+
+async def test_cancelling_an_items_scope_cancels_that_item_only() -> None:
+    scopes: dict[int, anyio.CancelScope] = {}
+    started = {1: anyio.Event(), 2: anyio.Event()}
+    finished: list[int] = []
+    gone: list[int] = []
+
+    async def work(i: int, scope: anyio.CancelScope) -> None:
+        scopes[i] = scope
+        started[i].set()
+        if i == 1:
+            await anyio.sleep_forever()
+        await started[1].wait()
+        finished.append(i)
+
+    async with anyio.create_task_group() as tg:
+        pool: ExecutorPool[int] = ExecutorPool(tg, work, gone.append, limit=4)
+        pool.submit(1)
+        pool.submit(2)
+        await started[1].wait()
+        await started[2].wait()
+        scopes[1].cancel()
+        await anyio.wait_all_tasks_blocked()
+        pool.close()
+    assert gone == [1]
+    assert finished == [2]

@@ -184,3 +184,13 @@ def test_export_escapes_odd_names() -> None:
         odd >> b
     assert "#quot;" in wf.to_mermaid()
     assert '"we\\"ird name" -> "b";' in wf.to_dot()
+
+
+def test_validation_follows_changes_after_a_first_validate() -> None:
+    with workflow("w") as wf:
+        a >> b
+    wf.validate()
+    with wf:
+        b >> a
+    with pytest.raises(WorkflowDefinitionError, match="cycle"):
+        wf.validate()
