@@ -1,0 +1,153 @@
+"""The in-process benchmark harness runs end to end and prints well-formed JSON lines.
+
+These tests check structure and task counts only, never timings.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "benchmarks" / "inprocess.py"
+
+QUICK_TASKS = 200
+QUICK_SCALE_TASKS = 1_000
+SHAPES = ("chain", "fanout", "fanout_edges", "lattice")
+SCALE_SHAPES = ("fanout", "chain")
+MEASUREMENT_KEYS = {
+    "engine",
+    "shape",
+    "tasks",
+    "seconds",
+    "tasks_per_s",
+    "build_seconds",
+    "peak_rss_mb",
+    "baseline_rss_mb",
+    "python",
+    "machine",
+}
+
+
+def expected_tasks(shape: str, n: int) -> int:
+    if shape == "chain":
+        return n
+    if shape in ("fanout", "fanout_edges"):
+        return n + 2
+    width = math.isqrt(n)
+    return width * width
+
+
+def run_harness(*args: str) -> list[dict[str, Any]]:
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=240,
+        check=False,
+    )
+    assert proc.returncode == 0, f"harness failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every stdout line is one JSON object
+    assert all(isinstance(r, dict) for r in records)
+    return records
+
+
+def check_measurement(rec: dict[str, Any]) -> None:
+    assert rec.keys() >= MEASUREMENT_KEYS
+    assert rec["kind"] == "measurement"
+    assert isinstance(rec["python"], str) and rec["python"]
+    assert isinstance(rec["machine"], str) and rec["machine"]
+    if rec["status"] == "unsupported":
+        assert rec["engine"] == "graflow" and rec["error"]
+        return
+    assert rec["status"] == "ok", rec
+    assert rec["executed"] == rec["tasks"]  # every task ran exactly once
+    for key in ("seconds", "tasks_per_s", "build_seconds", "peak_rss_mb", "baseline_rss_mb"):
+        assert isinstance(rec[key], int | float) and rec[key] > 0, key
+    assert rec["peak_rss_mb"] >= rec["baseline_rss_mb"]
+    assert len(rec["samples_seconds"]) == 1  # --quick runs once
+
+
+def test_help() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0
+    assert "--vs" in proc.stdout and "--quick" in proc.stdout
+
+
+@pytest.mark.timeout(300)
+def test_quick_aioflow_only() -> None:
+    records = run_harness()
+    measurements = [r for r in records if r["kind"] == "measurement"]
+    for rec in measurements:
+        check_measurement(rec)
+    assert {r["engine"] for r in measurements} == {"aioflow"}
+    assert not [r for r in records if r["kind"] == "ratio"]
+
+    base = {r["shape"]: r for r in measurements if r["role"] == "base"}
+    assert sorted(base) == sorted(SHAPES)
+    for shape, rec in base.items():
+        assert rec["tasks"] == expected_tasks(shape, QUICK_TASKS)
+
+    scale = {r["shape"]: r for r in measurements if r["role"] == "scale"}
+    assert sorted(scale) == sorted(SCALE_SHAPES)
+    for shape, rec in scale.items():
+        assert rec["tasks"] == expected_tasks(shape, QUICK_SCALE_TASKS)
+    assert len(measurements) == len(SHAPES) + len(SCALE_SHAPES)
+
+    target_names = {r["target"] for r in records if r["kind"] == "target"}
+    assert {
+        "fanout_tasks_per_s",
+        "chain_tasks_per_s",
+        "fanout_peak_rss_mb",
+        "fanout_scaling",
+        "chain_scaling",
+    } <= target_names
+    # quick sizes are not the targets' sizes
+    assert all(not r["applicable"] for r in records if r["kind"] == "target")
+
+
+@pytest.mark.timeout(300)
+def test_quick_vs_graflow() -> None:
+    if importlib.util.find_spec("graflow") is None:
+        pytest.skip("graflow is not installed (pip install 'aioflow[bench]')")
+    records = run_harness("--vs", "graflow")
+    measurements = [r for r in records if r["kind"] == "measurement"]
+    for rec in measurements:
+        check_measurement(rec)
+
+    ours = [r for r in measurements if r["engine"] == "aioflow" and r["role"] == "base"]
+    assert sorted(r["shape"] for r in ours) == sorted(SHAPES)
+    peers = [r for r in measurements if r["engine"] == "graflow"]
+    assert {r["shape"] for r in peers} == set(SHAPES)
+    for rec in peers:
+        assert rec["tasks"] == expected_tasks(rec["shape"], QUICK_TASKS)
+    # graflow cannot join plain edges: reported, not measured
+    (edges,) = [r for r in peers if r["shape"] == "fanout_edges"]
+    assert edges["status"] == "unsupported"
+
+    ratios = {r["shape"]: r for r in records if r["kind"] == "ratio"}
+    assert sorted(ratios) == sorted(SHAPES)
+    for shape, line in ratios.items():
+        assert line["valid"] is True, line
+        assert line["aioflow_tasks"] == line["graflow_tasks"] == expected_tasks(shape, QUICK_TASKS)
+        assert isinstance(line["ratio"], int | float) and line["ratio"] > 0
+        assert line["graflow_variant"] in line["ratios_by_variant"]
+
+    target_names = {r["target"] for r in records if r["kind"] == "target"}
+    assert {"fanout_vs_graflow", "chain_vs_graflow"} <= target_names
