@@ -2,7 +2,7 @@
 
 Concurrency invariants (why there are no locks):
 
-* All scheduling state (``_Node`` fields, ``_results``, counters, the ready heap)
+* All scheduling state (``Node`` fields, ``_results``, counters, the ready heap)
   is mutated only by the scheduler coroutine, :meth:`Scheduler._schedule`.
 * Task executions run in *executor* tasks, children of the run's task group,
   served by an :class:`~aioflow._executors.ExecutorPool` (a priority queue; an
@@ -22,38 +22,37 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
-from anyio.streams.memory import MemoryObjectSendStream
 
 from . import events as ev
+from ._execution import FAILED, OK, Message, TaskRunner
 from ._executors import ExecutorPool
+from ._runstate import CANCELLED as CANCELLED_STATE
+from ._runstate import FAILED as FAILED_STATE
+from ._runstate import NO_DATA, QUEUED, RUNNING, SUCCEEDED, WAITING, Node, RunView, as_datetime
 from .channels import Channel
 from .checkpoint import CHECKPOINT_FORMAT, Checkpointer, fingerprint
-from .context import ControlRequests, TaskContext, _set_current
+from .context import ControlRequests, TaskContext
 from .errors import (
     AioflowError,
     CheckpointError,
     CycleLimitExceededError,
     GroupFailedError,
     MaxStepsExceededError,
-    MissingUpstreamResultError,
-    RemoteTaskError,
     TaskCancelledError,
-    TaskTimeoutError,
     UnknownTaskError,
     WorkflowCancelledError,
     WorkflowDefinitionError,
     WorkflowFailedError,
 )
-from .graph import ParallelGroup, TaskGraph
+from .graph import TaskGraph
 from .handlers import Handler
 from .observability.logging import get_logger
-from .plan import ParamPlan, Source, check_handlers, plan_dynamic, plan_static
+from .plan import check_handlers, plan_dynamic, plan_static
 from .policies import GroupOutcomes, MemberOutcome
 from .results import RunResult, RunStatus, TaskRecord, TaskStatus
 
@@ -62,68 +61,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_MAX_CONCURRENCY", "Scheduler"]
 
-_NO_DATA: Any = object()
 DEFAULT_MAX_CONCURRENCY = 1000
-_OK, _FAILED, _CANCELLED = 0, 1, 2
-
-# Node states.
-_WAITING, _QUEUED, _RUNNING = "waiting", "queued", "running"
-_SUCCEEDED, _FAILED_S, _CANCELLED_S = "succeeded", "failed", "cancelled"
-# States are compared by identity; decoded checkpoints map back to these objects.
-_STATES = {s: s for s in (_WAITING, _QUEUED, _RUNNING, _SUCCEEDED, _FAILED_S, _CANCELLED_S)}
-
-
-@dataclass(slots=True, eq=False)
-class _Node:
-    """Run state of one task or group barrier. Owned by the scheduler coroutine."""
-
-    name: str
-    task: Task[..., Any] | None = None
-    group: ParallelGroup | None = None
-    successors: tuple[_Node, ...] = ()
-    pending: int = 0  # predecessors that have not completed yet
-    plan: tuple[ParamPlan, ...] = ()
-    groups: tuple[_Node, ...] = ()  # barriers this task belongs to
-    outcomes: dict[str, MemberOutcome] | None = None  # group barriers: member outcomes
-    errors: dict[str, BaseException] | None = None
-    state: str = _WAITING
-    counted: bool = False  # has this node already counted toward its successors?
-    dynamic: bool = False
-    children: int = 0  # tasks it added at run time
-    executions: int = 0
-    iteration: int = 1
-    iteration_data: Any = _NO_DATA
-    attempts: int = 0
-    duration: float = 0.0
-    started_at: float | None = None  # time.time() of the first start
-    finished_at: float | None = None
-    error: BaseException | None = None
-    scope: anyio.CancelScope | None = None
-    cancel_reason: str | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.state is _QUEUED or self.state is _RUNNING
-
-
-def _as_datetime(timestamp: float | None) -> datetime | None:
-    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
-
-
-class _RunView:
-    """What task contexts may read of the run (read-only views)."""
-
-    __slots__ = ("_nodes", "inputs", "results")
-
-    def __init__(
-        self, nodes: dict[str, _Node], results: dict[str, Any], inputs: Mapping[str, Any]
-    ) -> None:
-        self._nodes = nodes
-        self.results = results
-        self.inputs = inputs
-
-    def has_node(self, name: str) -> bool:
-        return name in self._nodes
 
 
 class Scheduler:
@@ -160,21 +98,20 @@ class Scheduler:
         self._max_concurrency = max_concurrency
         self._emit = emit
         self._results: dict[str, Any] = {}
-        self._nodes: dict[str, _Node] = {}
-        self._view = _RunView(self._nodes, self._results, self.inputs)
+        self._nodes: dict[str, Node] = {}
+        self._view = RunView(self._nodes, self._results, self.inputs)
         self._build(graph)
         self._static_tasks = len(graph.tasks)
         self._checkpointer = checkpointer
         self._fingerprint = fingerprint(graph) if checkpointer is not None else ""
         self._dirty = False  # something finished since the last checkpoint
-        self._restored: list[_Node] | None = None
+        self._restored: list[Node] | None = None
         self._restored_channel: dict[str, Any] | None = None
         self._running = 0  # executions handed out and not reported back
-        self._queued: list[_Node] = []  # released, launched after the current batch
+        self._queued: list[Node] = []  # released, launched after the current batch
         self._steps = 0
         self._final: tuple[RunStatus, str | None, BaseException | None] | None = None
-        self._send: MemoryObjectSendStream[tuple[int, _Node, Any, TaskContext | None]] | None = None
-        self._pool: ExecutorPool[_Node] | None = None
+        self._pool: ExecutorPool[Node] | None = None
         self._scope: anyio.CancelScope | None = None
         self._cancel_requested: str | None = None
         self._log = get_logger("engine", run_id=run_id, workflow=workflow)
@@ -193,13 +130,13 @@ class Scheduler:
             if task is not None:
                 check_handlers(task, self._handlers)
                 plan = plan_static(task, graph, position, self.inputs) if task.params else ()
-                nodes[name] = _Node(name, task=task, plan=plan)
+                nodes[name] = Node(name, task=task, plan=plan)
             else:
                 group = graph.groups[name]
                 outcomes: dict[str, MemberOutcome] = dict.fromkeys(group.member_names, "pending")
-                nodes[name] = _Node(name, group=group, outcomes=outcomes, errors={})
+                nodes[name] = Node(name, group=group, outcomes=outcomes, errors={})
         # Nodes with the same successors share one tuple (every member of a group).
-        shared: dict[tuple[str, ...], tuple[_Node, ...]] = {}
+        shared: dict[tuple[str, ...], tuple[Node, ...]] = {}
         for name, node in nodes.items():
             names = tuple(graph.successors[name])
             succ = shared.get(names)
@@ -229,7 +166,7 @@ class Scheduler:
         node = self._nodes.get(name)
         if node is None:
             raise UnknownTaskError(f"the run has no task named {name!r}", run_id=self.run_id)
-        if node.state is not _RUNNING or node.scope is None:
+        if node.state is not RUNNING or node.scope is None:
             return False
         node.cancel_reason = reason or "cancelled by request"
         node.scope.cancel()
@@ -254,13 +191,20 @@ class Scheduler:
                 for key, value in self._restored_channel.items():
                     await self.channel.set(key, value)
             with anyio.CancelScope() as self._scope:
-                send, receive = anyio.create_memory_object_stream[
-                    tuple[int, _Node, Any, TaskContext | None]
-                ](math.inf)
-                self._send = send
+                send, receive = anyio.create_memory_object_stream[Message](math.inf)
+                runner = TaskRunner(
+                    run_id=self.run_id,
+                    channel=self.channel,
+                    view=self._view,
+                    handlers=self._handlers,
+                    send=send,
+                    emit=self._emit,
+                    save_checkpoint=self.save_checkpoint if self._checkpointer else None,
+                    debug=self._debug,
+                )
                 async with send, receive, anyio.create_task_group() as tg:
                     self._pool = ExecutorPool(
-                        tg, self._execute, self._on_cancelled, self._max_concurrency
+                        tg, runner.run, runner.cancelled, self._max_concurrency
                     )
                     await self._schedule(receive)
                     if self._final is not None:
@@ -302,10 +246,10 @@ class Scheduler:
 
     # --- launching ----------------------------------------------------------------
 
-    def _enqueue(self, node: _Node) -> None:
+    def _enqueue(self, node: Node) -> None:
         if node.active or self._final is not None:
             return
-        node.state = _QUEUED
+        node.state = QUEUED
         self._queued.append(node)
 
     def _launch_queued(self) -> None:
@@ -317,7 +261,7 @@ class Scheduler:
                 return
             self._launch(node)
 
-    def _launch(self, node: _Node) -> None:
+    def _launch(self, node: Node) -> None:
         self._steps += 1
         if self._max_steps is not None and self._steps > self._max_steps:
             error = MaxStepsExceededError(self._max_steps, run_id=self.run_id)
@@ -325,177 +269,27 @@ class Scheduler:
             return
         task = node.task
         assert task is not None and self._pool is not None
-        node.state = _RUNNING
+        node.state = RUNNING
         node.executions += 1
         node.cancel_reason = None
         self._running += 1
         self._pool.submit(node, task.options.priority)
 
-    # --- one task execution (runs concurrently; never mutates scheduling state) ------
-
-    def _arguments(self, node: _Node, ctx: TaskContext) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        task = node.task
-        assert task is not None
-        args: list[Any] = []
-        kwargs: dict[str, Any] = {}
-        results = self._results
-        for p in node.plan:
-            if p.source is Source.UPSTREAM:
-                if p.name in results:
-                    value = results[p.name]
-                elif p.name in self.inputs:
-                    value = self.inputs[p.name]
-                elif p.has_default:
-                    continue
-                else:
-                    raise MissingUpstreamResultError(
-                        f"task {node.name!r} needs the result of {p.name!r}, which has none "
-                        f"(status: {self._nodes[p.name].state})",
-                        run_id=self.run_id,
-                        task_name=node.name,
-                    )
-            elif p.source is Source.CONTEXT:
-                value = ctx
-            elif p.source is Source.BOUND:
-                value = task.bound[p.name]
-            elif p.source is Source.INPUT:
-                value = self.inputs[p.name]
-            else:
-                continue
-            if p.positional:
-                args.append(value)
-            else:
-                kwargs[p.name] = value
-        if node.iteration_data is not _NO_DATA:
-            kwargs["data"] = node.iteration_data
-        return tuple(args), kwargs
-
-    async def _execute(self, node: _Node, scope: anyio.CancelScope) -> None:
-        """Run one task execution (all its attempts) and report the outcome.
-
-        ``scope`` is the executor's cancel scope, which belongs to this execution
-        while it runs: ``cancel_task`` cancels it (or the attempt's deadline scope,
-        for tasks with a timeout) and the pool reports the cancellation.
-        """
-        task = node.task
-        send = self._send
-        assert task is not None and send is not None
-        # Made here, when the execution starts, not when it is queued: a wide fan-out
-        # does not keep a context alive for every task waiting for an executor.
-        ctx = TaskContext._create(
-            run_id=self.run_id,
-            task_name=node.name,
-            channel=self.channel,
-            run=self._view,
-            iteration=node.iteration,
-            max_cycles=task.options.max_cycles,
-            save_checkpoint=self.save_checkpoint if self._checkpointer is not None else None,
-        )
-        _set_current(ctx)
-        if node.started_at is None:
-            node.started_at = time.time()
-        node.scope = scope
-        try:
-            args, kwargs = self._arguments(node, ctx)
-        except Exception as exc:
-            node.scope = None
-            send.send_nowait((_FAILED, node, exc, ctx))
-            return
-        handler = self._handlers[task.options.handler]
-        options = task.options
-        emit = self._emit
-        attempt = 0
-        while True:
-            attempt += 1
-            if attempt > 1:
-                ctx._begin_attempt(attempt)
-            node.attempts = attempt
-            if emit:
-                emit(
-                    ev.TaskStarted(
-                        run_id=self.run_id,
-                        task_name=node.name,
-                        attempt=attempt,
-                        iteration=node.iteration,
-                    )
-                )
-            if self._debug:
-                ctx.log.debug("task started", iteration=node.iteration)
-            t0 = time.perf_counter()
-            error: Exception | None = None
-            if options.timeout is None:
-                # No deadline: the executor's scope is this execution's own scope.
-                try:
-                    value = await handler.execute(task, args, kwargs, ctx)
-                except Exception as exc:
-                    error = exc
-            else:
-                with anyio.CancelScope(
-                    deadline=anyio.current_time() + options.timeout
-                ) as attempt_scope:
-                    node.scope = attempt_scope
-                    try:
-                        value = await handler.execute(task, args, kwargs, ctx)
-                    except Exception as exc:
-                        error = exc
-                node.scope = scope
-                if attempt_scope.cancelled_caught:
-                    if node.cancel_reason is not None:
-                        node.scope = None
-                        send.send_nowait((_CANCELLED, node, node.cancel_reason, ctx))
-                        return
-                    error = TaskTimeoutError(
-                        node.name, options.timeout, run_id=self.run_id, attempt=attempt
-                    )
-            node.duration += time.perf_counter() - t0
-            if error is None:
-                node.scope = None
-                send.send_nowait((_OK, node, value, ctx))
-                return
-            requests = ctx.requests
-            if (
-                requests is None or (requests.cancel is None and requests.terminate is None)
-            ) and options.retries.should_retry(attempt, error):
-                delay = options.retries.delay(attempt)
-                if emit:
-                    emit(
-                        ev.TaskRetrying(
-                            run_id=self.run_id,
-                            task_name=node.name,
-                            attempt=attempt,
-                            error=error,
-                            delay=delay,
-                        )
-                    )
-                ctx.log.info("task attempt failed; retrying", error=repr(error), delay=delay)
-                ctx.requests = None  # requests of a failed attempt do not count
-                await anyio.sleep(delay)
-                continue
-            node.scope = None
-            send.send_nowait((_FAILED, node, error, ctx))
-            return
-
-    def _on_cancelled(self, node: _Node) -> None:
-        """The pool caught the cancellation of an execution's scope (``cancel_task``)."""
-        node.scope = None
-        assert self._send is not None
-        self._send.send_nowait((_CANCELLED, node, node.cancel_reason or "cancelled", None))
-
     # --- reacting to outcomes (scheduler coroutine only) ----------------------------
 
-    def _on_message(self, kind: int, node: _Node, payload: Any, ctx: TaskContext | None) -> None:
+    def _on_message(self, kind: int, node: Node, payload: Any, ctx: TaskContext | None) -> None:
         self._running -= 1
         self._dirty = True
         node.finished_at = time.time()
         requests = ctx.requests if ctx is not None else None  # None: no requests made
         if requests is not None and requests.cancel is not None:
-            if kind == _OK:
+            if kind == OK:
                 self._results[node.name] = payload
-            node.state = _SUCCEEDED if kind == _OK else _FAILED_S
+            node.state = SUCCEEDED if kind == OK else FAILED_STATE
             self._stop(RunStatus.CANCELLED, reason=requests.cancel, by=node.name)
-        elif kind == _OK:
+        elif kind == OK:
             self._on_success(node, payload, requests)
-        elif kind == _FAILED:
+        elif kind == FAILED:
             self._on_failure(node, payload)
         else:
             exc = TaskCancelledError(
@@ -505,7 +299,7 @@ class Scheduler:
             )
             self._on_failure(node, exc)
 
-    def _on_success(self, node: _Node, value: Any, requests: ControlRequests | None) -> None:
+    def _on_success(self, node: Node, value: Any, requests: ControlRequests | None) -> None:
         self._results[node.name] = value
         if self._emit:
             self._emit(
@@ -520,16 +314,16 @@ class Scheduler:
         if self._debug:
             self._log.debug("task succeeded", task_name=node.name, attempt=node.attempts)
         if requests is not None and requests.terminate is not None:
-            node.state = _SUCCEEDED
+            node.state = SUCCEEDED
             self._stop(RunStatus.SUCCEEDED, reason=requests.terminate, by=node.name)
             return
         if requests is not None and requests.iterate:
-            node.state = _WAITING
+            node.state = WAITING
             node.iteration += 1
             node.iteration_data = requests.iteration_data
             self._enqueue(node)
             return
-        node.state = _SUCCEEDED
+        node.state = SUCCEEDED
         goto = False
         if requests is not None and requests.next_tasks:
             for target, jump in requests.next_tasks:
@@ -541,8 +335,8 @@ class Scheduler:
         if not goto:
             self._complete(node)
 
-    def _on_failure(self, node: _Node, exc: BaseException) -> None:
-        node.state = _CANCELLED_S if isinstance(exc, TaskCancelledError) else _FAILED_S
+    def _on_failure(self, node: Node, exc: BaseException) -> None:
+        node.state = CANCELLED_STATE if isinstance(exc, TaskCancelledError) else FAILED_STATE
         node.error = exc
         if not node.groups:
             self._emit_failed(node, exc, tolerated=False)
@@ -550,7 +344,7 @@ class Scheduler:
             return
         for group in node.groups:
             assert group.outcomes is not None and group.errors is not None and group.group
-            group.outcomes[node.name] = "cancelled" if node.state is _CANCELLED_S else "failed"
+            group.outcomes[node.name] = "cancelled" if node.state is CANCELLED_STATE else "failed"
             group.errors[node.name] = exc
             if group.group.policy.fail_fast(GroupOutcomes(group.outcomes)):
                 self._emit_failed(node, exc, tolerated=False)
@@ -562,7 +356,7 @@ class Scheduler:
         )
         self._complete(node)
 
-    def _emit_failed(self, node: _Node, exc: BaseException, *, tolerated: bool) -> None:
+    def _emit_failed(self, node: Node, exc: BaseException, *, tolerated: bool) -> None:
         if self._emit:
             self._emit(
                 ev.TaskFailed(
@@ -574,7 +368,7 @@ class Scheduler:
                 )
             )
 
-    def _complete(self, node: _Node) -> None:
+    def _complete(self, node: Node) -> None:
         """``node`` is done: release successors whose predecessors are all done.
 
         A node that completes again (re-run by ``next_task``) runs its idle,
@@ -590,7 +384,7 @@ class Scheduler:
             elif succ.pending == 0 and not succ.active:
                 self._release(succ)
 
-    def _release(self, node: _Node) -> None:
+    def _release(self, node: Node) -> None:
         if node.group is None:
             self._enqueue(node)
             return
@@ -609,13 +403,13 @@ class Scheduler:
         if not succeeded:
             self._fail_group(node)
             return
-        node.state = _SUCCEEDED
+        node.state = SUCCEEDED
         self._results[node.name] = {
             name: self._results[name] for name in outcomes.succeeded if name in self._results
         }
         self._complete(node)
 
-    def _add_next(self, parent: _Node, target: Task[..., Any] | str) -> None:
+    def _add_next(self, parent: Node, target: Task[..., Any] | str) -> None:
         parent.children += 1
         name = target if isinstance(target, str) else target.name
         node = self._nodes.get(name)
@@ -627,7 +421,7 @@ class Scheduler:
             except WorkflowDefinitionError as exc:
                 self._fail_task(parent, exc)
                 return
-            node = self._nodes[name] = _Node(name, task=target, plan=plan, dynamic=True)
+            node = self._nodes[name] = Node(name, task=target, plan=plan, dynamic=True)
             if self._emit:
                 self._emit(ev.TaskAdded(run_id=self.run_id, task_name=name, by=parent.name))
         elif node.task is None or (not isinstance(target, str) and target is not node.task):
@@ -643,7 +437,7 @@ class Scheduler:
             )
             return
         node.iteration = 1
-        node.iteration_data = _NO_DATA
+        node.iteration_data = NO_DATA
         self._enqueue(node)
 
     # --- checkpoints -----------------------------------------------------------------
@@ -670,23 +464,6 @@ class Scheduler:
             self._stop(RunStatus.FAILED, error=error)
 
     def _capture(self, channel: dict[str, Any]) -> dict[str, Any]:
-        nodes: dict[str, dict[str, Any]] = {}
-        for name, n in self._nodes.items():
-            entry: dict[str, Any] = {
-                "state": n.state,
-                "counted": n.counted,
-                "pending": n.pending,
-                "executions": n.executions,
-                "iteration": n.iteration,
-                "attempts": n.attempts,
-                "duration": n.duration,
-                "children": n.children,
-                "outcomes": n.outcomes,
-                "error": None if n.error is None else (type(n.error).__qualname__, str(n.error)),
-            }
-            if n.iteration_data is not _NO_DATA:
-                entry["data"] = n.iteration_data
-            nodes[name] = entry
         return {
             "format": CHECKPOINT_FORMAT,
             "workflow": self.workflow,
@@ -696,7 +473,7 @@ class Scheduler:
             "results": dict(self._results),
             "steps": self._steps,
             "channel": channel,
-            "nodes": nodes,
+            "nodes": {name: node.snapshot() for name, node in self._nodes.items()},
             "dynamic": {name: n.task for name, n in self._nodes.items() if n.dynamic},
         }
 
@@ -721,39 +498,19 @@ class Scheduler:
         self.inputs.update(snapshot["inputs"])
         for name, task in snapshot["dynamic"].items():
             plan = plan_dynamic(task, self._nodes, self.inputs)
-            self._nodes[name] = _Node(name, task=task, plan=plan, dynamic=True)
-        self._restored = []
-        for name, entry in snapshot["nodes"].items():
-            node = self._nodes[name]
-            node.counted = entry["counted"]
-            node.pending = entry["pending"]
-            node.executions = entry["executions"]
-            node.iteration = entry["iteration"]
-            node.attempts = entry["attempts"]
-            node.duration = entry["duration"]
-            node.children = entry["children"]
-            node.iteration_data = entry.get("data", _NO_DATA)
-            if entry["outcomes"] is not None:
-                node.outcomes = entry["outcomes"]
-            if entry["error"] is not None:
-                node.error = RemoteTaskError(*entry["error"], task_name=name)
-            state = _STATES[entry["state"]]
-            rerun = state in (_QUEUED, _RUNNING) or (
-                state in (_FAILED_S, _CANCELLED_S) and not node.counted and node.task is not None
-            )
-            if rerun:
-                node.state = _WAITING
-                node.error = None
-                self._restored.append(node)
-            else:
-                node.state = state
+            self._nodes[name] = Node(name, task=task, plan=plan, dynamic=True)
+        self._restored = [
+            self._nodes[name]
+            for name, entry in snapshot["nodes"].items()
+            if self._nodes[name].restore(entry)
+        ]
         self._results.update(snapshot["results"])
         self._steps = snapshot["steps"]
         self._restored_channel = snapshot["channel"]
 
     # --- ending ---------------------------------------------------------------------
 
-    def _fail_task(self, node: _Node, exc: BaseException) -> None:
+    def _fail_task(self, node: Node, exc: BaseException) -> None:
         error: WorkflowFailedError
         if isinstance(exc, CycleLimitExceededError):
             error = copy.copy(exc)  # the run fails with the same kind of error
@@ -769,9 +526,9 @@ class Scheduler:
         error.__cause__ = exc
         self._stop(RunStatus.FAILED, error=error)
 
-    def _fail_group(self, group: _Node) -> None:
+    def _fail_group(self, group: Node) -> None:
         assert group.group is not None and group.outcomes is not None and group.errors is not None
-        group.state = _FAILED_S
+        group.state = FAILED_STATE
         error = GroupFailedError(
             group.name,
             repr(group.group.policy),
@@ -802,7 +559,7 @@ class Scheduler:
         if self._final is not None:
             status, reason, error = self._final
         elif self._cancel_requested is not None or any(
-            n.state is _RUNNING or n.state is _QUEUED for n in self._nodes.values()
+            n.state is RUNNING or n.state is QUEUED for n in self._nodes.values()
         ):
             # handle.cancel(), or the caller's scope was cancelled: nothing keeps running.
             status = RunStatus.CANCELLED
@@ -816,12 +573,12 @@ class Scheduler:
         for node in self._nodes.values():
             is_sink = not node.successors and not node.children
             if node.task is None:
-                if is_sink and node.state is _SUCCEEDED:
+                if is_sink and node.state is SUCCEEDED:
                     output_candidates.append(node.name)
                 continue
             task_status = (
                 TaskStatus.SUCCEEDED
-                if node.state is _SUCCEEDED
+                if node.state is SUCCEEDED
                 else self._final_status(node, status)
             )
             statuses[node.name] = task_status
@@ -837,8 +594,8 @@ class Scheduler:
                     attempts=(node := self._nodes[name]).attempts,
                     executions=node.executions,
                     duration=node.duration,
-                    started_at=_as_datetime(node.started_at),
-                    finished_at=_as_datetime(node.finished_at),
+                    started_at=as_datetime(node.started_at),
+                    finished_at=as_datetime(node.finished_at),
                     error=node.error,
                     dynamic=node.dynamic,
                 )
@@ -875,14 +632,14 @@ class Scheduler:
             )
         return result
 
-    def _final_status(self, node: _Node, run_status: RunStatus) -> TaskStatus:
+    def _final_status(self, node: Node, run_status: RunStatus) -> TaskStatus:
         state = node.state
-        if state is _SUCCEEDED:
+        if state is SUCCEEDED:
             return TaskStatus.SUCCEEDED
-        if state is _FAILED_S:
+        if state is FAILED_STATE:
             return TaskStatus.FAILED
-        if state is _RUNNING or state is _CANCELLED_S:
-            if state is _RUNNING and self._emit:
+        if state is RUNNING or state is CANCELLED_STATE:
+            if state is RUNNING and self._emit:
                 self._emit(
                     ev.TaskCancelled(
                         run_id=self.run_id, task_name=node.name, reason=f"run {run_status.value}"

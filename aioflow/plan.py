@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
-from .errors import WorkflowDefinitionError
+from .errors import MissingUpstreamResultError, WorkflowDefinitionError
 
 if TYPE_CHECKING:
     from .graph import TaskGraph
@@ -23,6 +23,7 @@ __all__ = [
     "ParamPlan",
     "Source",
     "check_handlers",
+    "fill_arguments",
     "plan_dynamic",
     "plan_params",
     "plan_static",
@@ -125,6 +126,54 @@ def plan_dynamic(
 ) -> tuple[ParamPlan, ...]:
     """Plan a task added at run time: any node of the run may feed it by name."""
     return plan_params(task, upstream=known.__contains__, known=known, inputs=inputs)
+
+
+def fill_arguments(
+    task: Task[..., Any],
+    plan: tuple[ParamPlan, ...],
+    *,
+    ctx: Any,
+    results: Mapping[str, Any],
+    inputs: Mapping[str, Any],
+    state_of: Callable[[str], str],
+    run_id: str,
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments of one execution of ``task``, from the sources its ``plan`` names.
+
+    Raises:
+        MissingUpstreamResultError: an upstream task that should fill a parameter has
+            no result (it failed in a tolerant group) and nothing else fills it.
+    """
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    for p in plan:
+        if p.source is Source.UPSTREAM:
+            if p.name in results:
+                value = results[p.name]
+            elif p.name in inputs:
+                value = inputs[p.name]
+            elif p.has_default:
+                continue
+            else:
+                raise MissingUpstreamResultError(
+                    f"task {task.name!r} needs the result of {p.name!r}, which has none "
+                    f"(status: {state_of(p.name)})",
+                    run_id=run_id,
+                    task_name=task.name,
+                )
+        elif p.source is Source.CONTEXT:
+            value = ctx
+        elif p.source is Source.BOUND:
+            value = task.bound[p.name]
+        elif p.source is Source.INPUT:
+            value = inputs[p.name]
+        else:
+            continue
+        if p.positional:
+            args.append(value)
+        else:
+            kwargs[p.name] = value
+    return tuple(args), kwargs
 
 
 def check_handlers(task: Task[..., Any], handlers: Collection[str]) -> None:

@@ -161,6 +161,10 @@ class Task(Composable, Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
         return self.fn(*args, **kwargs)
 
+    def takes(self, name: str) -> bool:
+        """True if the function accepts a keyword argument ``name``."""
+        return self._accepts_any_kwarg or any(p.name == name for p in self.params)
+
     def bind(self, name: str | None = None, **params: Any) -> Task[P, R]:
         """Another node running the same function, with ``params`` bound.
 

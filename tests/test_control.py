@@ -346,3 +346,16 @@ async def test_retry_events_are_emitted() -> None:
         events.TaskSucceeded,
         events.RunFinished,
     ]
+
+
+async def test_next_iteration_on_a_task_without_a_data_parameter() -> None:
+    @task(max_cycles=5)
+    async def counter(ctx: TaskContext) -> int:
+        count = await ctx.channel.incr("n")
+        if count < 3:
+            ctx.next_iteration()
+        return count
+
+    with workflow("w") as wf:
+        wf.add(counter)
+    assert (await aioflow.run(wf))["counter"] == 3
