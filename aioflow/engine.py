@@ -2,15 +2,17 @@
 
 Concurrency invariants (why there are no locks):
 
-* All scheduling state (``Node`` fields, ``_results``, counters, the ready heap)
-  is mutated only by the scheduler coroutine, :meth:`Scheduler._schedule`.
+* All scheduling state (:class:`~aioflow._runstate.Node` states and counters, the
+  results, the step count) is mutated only by the scheduler coroutine,
+  :meth:`Scheduler._schedule`. Executors write only the bookkeeping of the one
+  execution they run (see :mod:`aioflow._runstate`).
 * Task executions run in *executor* tasks, children of the run's task group,
   served by an :class:`~aioflow._executors.ExecutorPool` (a priority queue; an
   executor is spawned only when work waits and none is free, up to
   ``max_concurrency``), so a run spawns as many anyio tasks as its peak
-  concurrency needs, not one per task. Each execution runs under its own cancel
-  scope (timeout, ``cancel_task``) and reports back with one message on a memory
-  object stream. Executors never touch scheduling state.
+  concurrency needs, not one per task. A :class:`~aioflow._execution.TaskRunner`
+  runs each execution under a cancel scope of its own (timeout, ``cancel_task``)
+  and reports back with one message on a memory object stream.
 * Cancelling the run cancels the task group: every execution is cancelled and
   awaited (threads included) before :meth:`Scheduler.execute` returns.
 """
