@@ -14,7 +14,6 @@ awaits between reading and updating the counters.
 from __future__ import annotations
 
 import heapq
-import itertools
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -60,8 +59,11 @@ class ExecutorPool(Generic[T]):
         self._execute = execute
         self._cancelled = cancelled
         self._limit = math.inf if limit is None else limit
-        self._queue: list[tuple[int, int, T]] = []
-        self._seq = itertools.count()
+        # One FIFO per priority level, and a heap of the levels that hold work: no
+        # per-item allocation, O(1) for the usual single level.
+        self._levels: dict[int, deque[T]] = {}
+        self._order: list[int] = []  # heap of -priority of the non-empty levels
+        self._size = 0
         self._executors = 0
         self._starting = 0  # spawned, not yet running: about to take work
         self._yielding = 0  # finished an item, yielded once before going idle
@@ -75,7 +77,12 @@ class ExecutorPool(Generic[T]):
 
     def submit(self, item: T, priority: int = 0) -> None:
         """Queue ``item``; higher ``priority`` is taken first, then first come first served."""
-        heapq.heappush(self._queue, (-priority, next(self._seq), item))
+        level = self._levels.get(priority)
+        if level is None:
+            level = self._levels[priority] = deque()
+            heapq.heappush(self._order, -priority)
+        level.append(item)
+        self._size += 1
         if self._waiters:
             self._waiters.popleft().set()
         else:
@@ -100,9 +107,9 @@ class ExecutorPool(Generic[T]):
             current: T | None = None
             with anyio.CancelScope() as scope:
                 while True:
-                    if self._queue:
-                        current = heapq.heappop(self._queue)[2]
-                        if self._queue and not self._waiters:
+                    if self._size:
+                        current = self._pop()
+                        if self._size and not self._waiters:
                             self._grow()  # more work waits and nobody else is free
                         await self._execute(current, scope)
                         current = None
@@ -125,6 +132,16 @@ class ExecutorPool(Generic[T]):
                         await self._idle()
             if scope.cancelled_caught and current is not None:
                 self._cancelled(current)
+
+    def _pop(self) -> T:
+        priority = -self._order[0]
+        level = self._levels[priority]
+        item = level.popleft()
+        self._size -= 1
+        if not level:
+            heapq.heappop(self._order)
+            del self._levels[priority]
+        return item
 
     async def _yield(self) -> None:
         # A yielding executor comes back for work by itself: while it is away,
