@@ -146,14 +146,7 @@ def _add_run(subparsers: Any, common: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="a run input (repeatable); VALUE is parsed as JSON when it can be, else text",
     )
-    p.add_argument("--json", action="store_true", help="print the outcome as one JSON document")
-    p.add_argument(
-        "--max-concurrency",
-        type=_natural,
-        default=DEFAULT_MAX_CONCURRENCY,
-        metavar="N",
-        help=f"tasks running at once (default {DEFAULT_MAX_CONCURRENCY}; 0 for no limit)",
-    )
+    _add_run_output_options(p)
     p.add_argument(
         "--max-steps", type=_natural, default=None, metavar="N", help="fail after N task runs"
     )
@@ -165,6 +158,18 @@ def _add_run(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "(continue it with `aioflow resume PATH ...`)",
     )
     p.set_defaults(command=cmd_run)
+
+
+def _add_run_output_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by the commands that run a workflow (run, resume)."""
+    p.add_argument("--json", action="store_true", help="print the outcome as one JSON document")
+    p.add_argument(
+        "--max-concurrency",
+        type=_natural,
+        default=DEFAULT_MAX_CONCURRENCY,
+        metavar="N",
+        help=f"tasks running at once (default {DEFAULT_MAX_CONCURRENCY}; 0 for no limit)",
+    )
 
 
 # --- aioflow resume ------------------------------------------------------------------
@@ -189,14 +194,7 @@ def _add_resume(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("checkpoint", metavar="PATH", help="the checkpoint file")
     p.add_argument("target", metavar="FILE_OR_MODULE:WORKFLOW", help=TARGET_HELP)
-    p.add_argument("--json", action="store_true", help="print the outcome as one JSON document")
-    p.add_argument(
-        "--max-concurrency",
-        type=_natural,
-        default=DEFAULT_MAX_CONCURRENCY,
-        metavar="N",
-        help=f"tasks running at once (default {DEFAULT_MAX_CONCURRENCY}; 0 for no limit)",
-    )
+    _add_run_output_options(p)
     p.set_defaults(command=cmd_resume)
 
 
