@@ -79,20 +79,23 @@ class TaskRunner:
         if node.started_at is None:
             node.started_at = time.time()
         node.scope = scope
-        try:
-            args, kwargs = fill_arguments(
-                task,
-                node.plan,
-                ctx=ctx,
-                results=self._view.results,
-                inputs=self._view.inputs,
-                state_of=self._view.state_of,
-                run_id=self.run_id,
-            )
-        except Exception as exc:
-            node.scope = None
-            send.send_nowait((FAILED, node, exc, ctx))
-            return
+        args: tuple[Any, ...] = ()
+        kwargs: dict[str, Any] = {}
+        if node.plan:
+            try:
+                args, kwargs = fill_arguments(
+                    task,
+                    node.plan,
+                    ctx=ctx,
+                    results=self._view.results,
+                    inputs=self._view.inputs,
+                    state_of=self._view.state_of,
+                    run_id=self.run_id,
+                )
+            except Exception as exc:
+                node.scope = None
+                send.send_nowait((FAILED, node, exc, ctx))
+                return
         if node.iteration_data is not NO_DATA and task.takes("data"):
             kwargs["data"] = node.iteration_data
         handler = self._handlers[task.options.handler]

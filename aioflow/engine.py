@@ -54,7 +54,7 @@ from .errors import (
 from .graph import TaskGraph
 from .handlers import Handler
 from .observability.logging import get_logger
-from .plan import check_handlers, plan_dynamic, plan_static
+from .plan import ParamPlan, check_handlers, plan_dynamic, plan_static
 from .policies import GroupOutcomes, MemberOutcome
 from .results import RunResult, RunStatus, TaskRecord, TaskStatus
 
@@ -124,31 +124,44 @@ class Scheduler:
 
     def _build(self, graph: TaskGraph) -> None:
         order = graph.validate()
-        position = {name: i for i, name in enumerate(order)}
+        position: dict[str, int] | None = None  # only needed to plan parameters
         nodes = self._nodes
-        tasks = graph.tasks
-        for name in order:
-            task = tasks.get(name)
-            if task is not None:
-                check_handlers(task, self._handlers)
-                plan = plan_static(task, graph, position, self.inputs) if task.params else ()
-                nodes[name] = Node(name, task=task, plan=plan)
-            else:
-                group = graph.groups[name]
-                outcomes: dict[str, MemberOutcome] = dict.fromkeys(group.member_names, "pending")
-                nodes[name] = Node(name, group=group, outcomes=outcomes, errors={})
+        tasks, successors, predecessors = graph.tasks, graph.successors, graph.predecessors
         # Nodes with the same successors share one tuple (every member of a group).
         shared: dict[tuple[str, ...], tuple[Node, ...]] = {}
-        for name, node in nodes.items():
-            names = tuple(graph.successors[name])
+        # Reverse topological order: a node's successors exist when it is made.
+        for name in reversed(order):
+            names = tuple(successors[name])
             succ = shared.get(names)
             if succ is None:
                 succ = shared[names] = tuple(nodes[s] for s in names)
-            node.successors = succ
-            node.pending = len(graph.predecessors[name])
-            if node.group is not None:
-                for member in node.group.member_names:
-                    nodes[member].groups += (node,)
+            pending = len(predecessors[name])
+            task = tasks.get(name)
+            if task is not None:
+                if task.options.handler not in self._handlers:
+                    check_handlers(task, self._handlers)  # raises, naming the handler
+                plan: tuple[ParamPlan, ...] = ()
+                if task.params:
+                    if position is None:
+                        position = {n: i for i, n in enumerate(order)}
+                    plan = plan_static(task, graph, position, self.inputs)
+                nodes[name] = Node(name, task=task, plan=plan, successors=succ, pending=pending)
+            else:
+                group = graph.groups[name]
+                outcomes: dict[str, MemberOutcome] = dict.fromkeys(group.member_names, "pending")
+                node = Node(
+                    name,
+                    group=group,
+                    outcomes=outcomes,
+                    errors={},
+                    successors=succ,
+                    pending=pending,
+                )
+                nodes[name] = node
+        for group_node in nodes.values():
+            if group_node.group is not None:
+                for member in group_node.group.member_names:
+                    nodes[member].groups += (group_node,)
 
     # --- public control -------------------------------------------------------------
 
