@@ -127,14 +127,18 @@ class Scheduler:
         position: dict[str, int] | None = None  # only needed to plan parameters
         nodes = self._nodes
         tasks, successors, predecessors = graph.tasks, graph.successors, graph.predecessors
-        # Nodes with the same successors share one tuple (every member of a group).
-        shared: dict[tuple[str, ...], tuple[Node, ...]] = {}
+        # Nodes with one and the same successor share one tuple (every member of a
+        # group): a wide fan-out does not make a tuple per member.
+        single: dict[str, tuple[Node]] = {}
         # Reverse topological order: a node's successors exist when it is made.
         for name in reversed(order):
-            names = tuple(successors[name])
-            succ = shared.get(names)
-            if succ is None:
-                succ = shared[names] = tuple(nodes[s] for s in names)
+            names = successors[name]
+            if len(names) == 1:
+                succ: tuple[Node, ...] | None = single.get(names[0])
+                if succ is None:
+                    succ = single[names[0]] = (nodes[names[0]],)
+            else:
+                succ = tuple(nodes[s] for s in names)
             pending = len(predecessors[name])
             task = tasks.get(name)
             if task is not None:
