@@ -88,6 +88,13 @@ class ExecutorPool(Generic[T]):
         else:
             self._grow()
 
+    def halt(self) -> None:
+        """Drop the work still queued (it never starts) and :meth:`close` the pool."""
+        self._levels.clear()
+        self._order.clear()
+        self._size = 0
+        self.close()
+
     def close(self) -> None:
         """No more work: idle executors end; busy ones end after their current item."""
         self._closed = True

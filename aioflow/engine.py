@@ -125,7 +125,7 @@ class Scheduler:
     def _build(self, graph: TaskGraph) -> None:
         order = graph.validate()
         position: dict[str, int] | None = None  # only needed to plan parameters
-        nodes = self._nodes
+        nodes: dict[str, Node] = {}
         tasks, successors, predecessors = graph.tasks, graph.successors, graph.predecessors
         # Nodes with one and the same successor share one tuple (every member of a
         # group): a wide fan-out does not make a tuple per member.
@@ -162,6 +162,8 @@ class Scheduler:
                     pending=pending,
                 )
                 nodes[name] = node
+        # The run's nodes in topological order: ready tasks start in definition order.
+        self._nodes.update((name, nodes[name]) for name in order)
         for group_node in nodes.values():
             if group_node.group is not None:
                 for member in group_node.group.member_names:
@@ -177,6 +179,8 @@ class Scheduler:
         """Cancel the run: every running task is cancelled and awaited."""
         if self._cancel_requested is None:
             self._cancel_requested = reason or "cancelled"
+        if self._pool is not None:
+            self._pool.halt()  # queued tasks must not start while cancellation spreads
         if self._scope is not None:
             self._scope.cancel()
 
@@ -225,10 +229,15 @@ class Scheduler:
                     self._pool = ExecutorPool(
                         tg, runner.run, runner.cancelled, self._max_concurrency
                     )
-                    await self._schedule(receive)
+                    try:
+                        if self._cancel_requested is None:
+                            await self._schedule(receive)
+                    finally:
+                        # Whatever ends the schedule (done, stopped, cancelled from
+                        # outside), nothing still queued may start.
+                        self._pool.halt()
                     if self._final is not None:
                         tg.cancel_scope.cancel()  # ended early: cancel what still runs
-                    self._pool.close()  # idle executors end
             if self._checkpointer is not None and self._checkpointer.every == "task":
                 # The last state is saved even when the run was cancelled, so that
                 # resume() continues from it; the write is short and bounded.

@@ -346,8 +346,8 @@ async def start(
     """Start ``wf`` in the background: ``async with aioflow.start(wf) as handle:``.
 
     Takes the same arguments as :func:`run`. Leaving the block normally waits for the
-    run to end (and raises its error if nobody called ``handle.result()``); leaving
-    it with an exception cancels the run first.
+    run to end (and raises its ``WorkflowFailedError`` if it failed and nobody called
+    ``handle.result()``); leaving it with an exception cancels the run first.
 
     Raises:
         WorkflowDefinitionError: the workflow is invalid; nothing ran.
@@ -380,5 +380,6 @@ async def start(
             handle._scheduler.cancel("the start() block raised")
     if error is not None:
         raise error
-    if not handle._retrieved and handle._result is not None:
-        _outcome(handle._result)
+    result = handle._result
+    if not handle._retrieved and result is not None and result.status is RunStatus.FAILED:
+        _outcome(result)  # a failure nobody looked at must not end silently

@@ -225,3 +225,48 @@ def test_handle_and_context_have_no_public_constructor() -> None:
     with pytest.raises(TypeError, match="no public constructor"):
         aioflow.RunResult()
     assert issubclass(RunStateError, aioflow.AioflowError)
+
+
+async def test_cancel_before_the_run_started_runs_nothing() -> None:
+    ran: list[str] = []
+
+    @task
+    async def never() -> None:
+        ran.append("never")
+
+    with workflow("w") as wf:
+        wf.add(never)
+    async with aioflow.start(wf) as handle:
+        await handle.cancel("changed my mind")
+        with pytest.raises(WorkflowCancelledError, match="changed my mind"):
+            await handle.result()
+    assert ran == []
+    assert handle.status == "cancelled"
+
+
+async def test_cancel_twice_and_after_the_end_is_harmless() -> None:
+    async with aioflow.start(simple()) as handle:
+        result = await handle.result()
+        await handle.cancel()
+        await handle.cancel()
+    assert result.status == "succeeded"
+    assert handle.status == "succeeded"
+
+
+async def test_tasks_still_queued_never_start_after_cancel() -> None:
+    started: list[str] = []
+    first_running = anyio.Event()
+
+    @task
+    async def work(ctx: TaskContext) -> None:
+        started.append(ctx.task_name)
+        if ctx.task_name == "w0":
+            first_running.set()
+            await anyio.sleep_forever()
+
+    with workflow("w") as wf:
+        wf.add(*(work.bind(name=f"w{i}") for i in range(50)))
+    async with aioflow.start(wf, max_concurrency=1) as handle:
+        await first_running.wait()
+        await handle.cancel()
+    assert started == ["w0"]
