@@ -380,7 +380,10 @@ class Scheduler:
                 return
         self._emit_failed(node, exc, tolerated=True)
         self._log.warning(
-            "task failed; tolerated by its group policy", task_name=node.name, error=repr(exc)
+            "task failed; tolerated by its group policy",
+            task_name=node.name,
+            attempt=node.attempts,
+            error=repr(exc),
         )
         self._complete(node)
 
