@@ -6,8 +6,6 @@ import types
 import typing
 from typing import Any, Generic, TypeVar, Union, get_args, get_origin
 
-from typeguard import TypeCheckError, check_type
-
 from ..errors import ChannelError, ChannelValidationError
 from .base import Channel
 
@@ -87,6 +85,9 @@ class TypedChannel(Generic[S]):
             ) from None
 
     def _check(self, key: str, value: Any, annotation: Any, action: str) -> None:
+        # Imported on first use: typeguard costs tens of milliseconds at import time.
+        from typeguard import TypeCheckError, check_type
+
         try:
             check_type(value, annotation)
         except TypeCheckError as exc:
