@@ -225,19 +225,25 @@ class Scheduler:
                     save_checkpoint=self.save_checkpoint if self._checkpointer else None,
                     debug=self._debug,
                 )
-                async with send, receive, anyio.create_task_group() as tg:
-                    self._pool = ExecutorPool(
-                        tg, runner.run, runner.cancelled, self._max_concurrency
-                    )
+                async with send, receive:
                     try:
-                        if self._cancel_requested is None:
-                            await self._schedule(receive)
+                        async with anyio.create_task_group() as tg:
+                            self._pool = ExecutorPool(
+                                tg, runner.run, runner.cancelled, self._max_concurrency
+                            )
+                            try:
+                                if self._cancel_requested is None:
+                                    await self._schedule(receive)
+                            finally:
+                                # Whatever ends the schedule (done, stopped, cancelled
+                                # from outside), nothing still queued may start.
+                                self._pool.halt()
+                            if self._final is not None:
+                                tg.cancel_scope.cancel()  # ended early: cancel the rest
                     finally:
-                        # Whatever ends the schedule (done, stopped, cancelled from
-                        # outside), nothing still queued may start.
-                        self._pool.halt()
-                    if self._final is not None:
-                        tg.cancel_scope.cancel()  # ended early: cancel what still runs
+                        # Outcomes reported while the run was ending are recorded (a
+                        # task that finished is not listed as cancelled), not acted on.
+                        self._record_late(receive)
             if self._checkpointer is not None and self._checkpointer.every == "task":
                 # The last state is saved even when the run was cancelled, so that
                 # resume() continues from it; the write is short and bounded.
@@ -304,6 +310,21 @@ class Scheduler:
         self._pool.submit(node, task.options.priority)
 
     # --- reacting to outcomes (scheduler coroutine only) ----------------------------
+
+    def _record_late(self, receive: Any) -> None:
+        while True:
+            try:
+                kind, node, payload, _ = receive.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                return
+            self._running -= 1
+            node.finished_at = time.time()
+            if kind == OK:
+                self._results[node.name] = payload
+                node.state = SUCCEEDED
+            elif kind == FAILED:
+                node.state = FAILED_STATE
+                node.error = payload
 
     def _on_message(self, kind: int, node: Node, payload: Any, ctx: TaskContext | None) -> None:
         self._running -= 1

@@ -359,3 +359,21 @@ async def test_next_iteration_on_a_task_without_a_data_parameter() -> None:
     with workflow("w") as wf:
         wf.add(counter)
     assert (await aioflow.run(wf))["counter"] == 3
+
+
+async def test_tasks_that_finished_as_the_run_ended_keep_their_results() -> None:
+    @task
+    async def stopper(ctx: TaskContext) -> str:
+        ctx.terminate_workflow("done early")
+        return "stopped"
+
+    @task
+    async def quick() -> str:
+        return "also finished"
+
+    with workflow("w") as wf:
+        wf.add(stopper, quick)
+    result = await aioflow.run(wf, max_concurrency=1)
+    assert result.reason == "done early"
+    assert result["quick"] == "also finished"
+    assert result.tasks["quick"].status == "succeeded"
