@@ -47,6 +47,7 @@ from .policies import GroupPolicy as GroupPolicy
 from .policies import RetryPolicy as RetryPolicy
 from .policies import Strict as Strict
 from .results import RunResult as RunResult
+from .results import RunStatistics as RunStatistics
 from .results import RunStatus as RunStatus
 from .results import TaskRecord as TaskRecord
 from .results import TaskStatus as TaskStatus
@@ -93,6 +94,7 @@ __all__ = [
     "RunHandle",
     "RunResult",
     "RunStateError",
+    "RunStatistics",
     "RunStatus",
     "SerializationError",
     "Strict",

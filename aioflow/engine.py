@@ -56,7 +56,7 @@ from .handlers import Handler
 from .observability.logging import get_logger
 from .plan import ParamPlan, check_handlers, plan_dynamic, plan_static
 from .policies import GroupOutcomes, MemberOutcome
-from .results import RunResult, RunStatus, TaskRecord, TaskStatus
+from .results import RunResult, RunStatistics, RunStatus, TaskRecord, TaskStatus
 
 if TYPE_CHECKING:
     from .task import Task
@@ -119,6 +119,7 @@ class Scheduler:
         self._log = get_logger("engine", run_id=run_id, workflow=workflow)
         self._debug = self._log.isEnabledFor(logging.DEBUG)
         self.status = RunStatus.PENDING
+        self._t0: float | None = None
 
     # --- planning -------------------------------------------------------------------
 
@@ -195,12 +196,36 @@ class Scheduler:
         node.scope.cancel()
         return True
 
+    def statistics(self) -> RunStatistics:
+        """A snapshot of the run's progress: how many tasks wait, run, have finished."""
+        counts = dict.fromkeys((WAITING, QUEUED, RUNNING, SUCCEEDED, FAILED_STATE), 0)
+        counts[CANCELLED_STATE] = 0
+        executions = 0
+        total = 0
+        for node in self._nodes.values():
+            if node.task is None:
+                continue
+            total += 1
+            counts[node.state] += 1
+            executions += node.executions
+        return RunStatistics(
+            total=total,
+            waiting=counts[WAITING],
+            queued=counts[QUEUED],
+            running=counts[RUNNING],
+            succeeded=counts[SUCCEEDED],
+            failed=counts[FAILED_STATE],
+            cancelled=counts[CANCELLED_STATE],
+            executions=executions,
+            elapsed=0.0 if self._t0 is None else time.perf_counter() - self._t0,
+        )
+
     # --- the run ------------------------------------------------------------------
 
     async def execute(self) -> RunResult:
         """Run to the end and return the result (it never raises for task failures)."""
         started = datetime.now(UTC)
-        t0 = time.perf_counter()
+        t0 = self._t0 = time.perf_counter()
         self.status = RunStatus.RUNNING
         self._log.info("run started", tasks=self._static_tasks)
         if self._emit:

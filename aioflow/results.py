@@ -12,7 +12,7 @@ from typing import Any, final
 from ._util import NoPublicConstructor
 from .errors import RunStateError
 
-__all__ = ["RunResult", "RunStatus", "TaskRecord", "TaskStatus"]
+__all__ = ["RunResult", "RunStatistics", "RunStatus", "TaskRecord", "TaskStatus"]
 
 
 class RunStatus(StrEnum):
@@ -54,6 +54,35 @@ class TaskRecord:
     finished_at: datetime | None = None
     error: BaseException | None = None
     dynamic: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RunStatistics:
+    """A snapshot of a run's progress (``handle.statistics()``).
+
+    Attributes:
+        total: tasks known to the run (static ones plus those added at run time).
+        waiting: not ready yet (predecessors still running, or never reached).
+        queued: ready, waiting for a free slot (``max_concurrency``).
+        running: executing now (retries and backoffs included).
+        succeeded, failed, cancelled: finished, by outcome.
+        executions: task executions started so far (iterations and re-runs included).
+        elapsed: seconds since the run started.
+    """
+
+    total: int
+    waiting: int
+    queued: int
+    running: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    executions: int
+    elapsed: float
+
+    @property
+    def finished(self) -> int:
+        return self.succeeded + self.failed + self.cancelled
 
 
 @final

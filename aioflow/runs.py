@@ -22,7 +22,7 @@ from .errors import (
 )
 from .events import Event
 from .handlers import Handler, InlineHandler
-from .results import RunResult, RunStatus, TaskRecord, TaskStatus
+from .results import RunResult, RunStatistics, RunStatus, TaskRecord, TaskStatus
 from .serialization import Keyring
 from .workflow import Workflow
 
@@ -253,6 +253,11 @@ class RunHandle(metaclass=NoPublicConstructor):
     @property
     def done(self) -> bool:
         return self._done.is_set()
+
+    def statistics(self) -> RunStatistics:
+        """A snapshot of the run's progress (waiting, queued, running, finished counts)."""
+        assert self._scheduler is not None
+        return self._scheduler.statistics()
 
     def _on_event(self, event: Event) -> None:
         self._history.append(event)

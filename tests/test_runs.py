@@ -270,3 +270,34 @@ async def test_tasks_still_queued_never_start_after_cancel() -> None:
         await first_running.wait()
         await handle.cancel()
     assert started == ["w0"]
+
+
+async def test_statistics_follow_the_run() -> None:
+    gate = anyio.Event()
+    started = anyio.Event()
+
+    @task
+    async def first() -> int:
+        return 1
+
+    @task
+    async def blocked(first: int) -> int:
+        started.set()
+        await gate.wait()
+        return first
+
+    @task
+    async def last(blocked: int) -> int:
+        return blocked
+
+    with workflow("w") as wf:
+        first >> blocked >> last
+    async with aioflow.start(wf) as handle:
+        await started.wait()
+        mid = handle.statistics()
+        assert (mid.total, mid.succeeded, mid.running, mid.waiting) == (3, 1, 1, 1)
+        assert mid.finished == 1 and mid.executions == 2 and mid.elapsed >= 0
+        gate.set()
+        await handle.result()
+        end = handle.statistics()
+    assert (end.succeeded, end.running, end.waiting, end.executions) == (3, 0, 0, 3)
