@@ -19,6 +19,7 @@ import anyio
 from .errors import RemoteTaskError
 from .plan import ParamPlan
 from .policies import MemberOutcome
+from .results import RunStatistics, TaskRecord, TaskStatus
 
 if TYPE_CHECKING:
     from .graph import ParallelGroup
@@ -34,7 +35,11 @@ __all__ = [
     "WAITING",
     "Node",
     "RunView",
+    "Summary",
     "as_datetime",
+    "statistics",
+    "summarize",
+    "task_records",
 ]
 
 NO_DATA: Any = object()  # no next_iteration data pending
@@ -150,3 +155,87 @@ class RunView:
     def state_of(self, name: str) -> str:
         node = self._nodes.get(name)
         return node.state if node is not None else "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """How each task of a finished run ended, and which node is the run's output."""
+
+    statuses: dict[str, TaskStatus]
+    interrupted: list[str]  # were running when the run ended
+    skipped: list[str]  # never reached
+    output: str | None  # the single sink that ran, if there is exactly one
+
+
+def summarize(nodes: Mapping[str, Node], results: Mapping[str, Any]) -> Summary:
+    """Final statuses of a run's tasks, from the states of their nodes."""
+    statuses: dict[str, TaskStatus] = {}
+    interrupted: list[str] = []
+    skipped: list[str] = []
+    sinks: list[str] = []
+    for node in nodes.values():
+        is_sink = not node.successors and not node.children
+        state = node.state
+        if node.task is None:
+            if is_sink and state is SUCCEEDED:
+                sinks.append(node.name)
+            continue
+        if state is SUCCEEDED:
+            status = TaskStatus.SUCCEEDED
+        elif state is FAILED:
+            status = TaskStatus.FAILED
+        elif state is RUNNING or state is CANCELLED:
+            status = TaskStatus.CANCELLED
+            if state is RUNNING:
+                interrupted.append(node.name)
+        elif node.executions and node.name in results:
+            status = TaskStatus.SUCCEEDED  # iterating when the run ended; last result kept
+        else:
+            status = TaskStatus.SKIPPED
+            skipped.append(node.name)
+        statuses[node.name] = status
+        if is_sink and status is not TaskStatus.SKIPPED:
+            sinks.append(node.name)
+    return Summary(statuses, interrupted, skipped, sinks[0] if len(sinks) == 1 else None)
+
+
+def task_records(
+    nodes: Mapping[str, Node], statuses: Mapping[str, TaskStatus]
+) -> dict[str, TaskRecord]:
+    """One :class:`~aioflow.TaskRecord` per task, in the run's order."""
+    return {
+        name: TaskRecord(
+            name=name,
+            status=status,
+            attempts=(node := nodes[name]).attempts,
+            executions=node.executions,
+            duration=node.duration,
+            started_at=as_datetime(node.started_at),
+            finished_at=as_datetime(node.finished_at),
+            error=node.error,
+            dynamic=node.dynamic,
+        )
+        for name, status in statuses.items()
+    }
+
+
+def statistics(nodes: Mapping[str, Node], elapsed: float) -> RunStatistics:
+    """Count a run's tasks by state."""
+    counts = dict.fromkeys(_STATES, 0)
+    executions = total = 0
+    for node in nodes.values():
+        if node.task is not None:
+            total += 1
+            counts[node.state] += 1
+            executions += node.executions
+    return RunStatistics(
+        total=total,
+        waiting=counts[WAITING],
+        queued=counts[QUEUED],
+        running=counts[RUNNING],
+        succeeded=counts[SUCCEEDED],
+        failed=counts[FAILED],
+        cancelled=counts[CANCELLED],
+        executions=executions,
+        elapsed=elapsed,
+    )

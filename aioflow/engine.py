@@ -35,7 +35,18 @@ from ._execution import FAILED, OK, Message, TaskRunner
 from ._executors import ExecutorPool
 from ._runstate import CANCELLED as CANCELLED_STATE
 from ._runstate import FAILED as FAILED_STATE
-from ._runstate import NO_DATA, QUEUED, RUNNING, SUCCEEDED, WAITING, Node, RunView, as_datetime
+from ._runstate import (
+    NO_DATA,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    WAITING,
+    Node,
+    RunView,
+    statistics,
+    summarize,
+    task_records,
+)
 from .channels import Channel
 from .checkpoint import CHECKPOINT_FORMAT, Checkpointer, fingerprint
 from .context import ControlRequests, TaskContext
@@ -56,7 +67,7 @@ from .handlers import Handler
 from .observability.logging import get_logger
 from .plan import ParamPlan, check_handlers, plan_dynamic, plan_static
 from .policies import GroupOutcomes, MemberOutcome
-from .results import RunResult, RunStatistics, RunStatus, TaskRecord, TaskStatus
+from .results import RunResult, RunStatistics, RunStatus, TaskRecord
 
 if TYPE_CHECKING:
     from .task import Task
@@ -198,27 +209,8 @@ class Scheduler:
 
     def statistics(self) -> RunStatistics:
         """A snapshot of the run's progress: how many tasks wait, run, have finished."""
-        counts = dict.fromkeys((WAITING, QUEUED, RUNNING, SUCCEEDED, FAILED_STATE), 0)
-        counts[CANCELLED_STATE] = 0
-        executions = 0
-        total = 0
-        for node in self._nodes.values():
-            if node.task is None:
-                continue
-            total += 1
-            counts[node.state] += 1
-            executions += node.executions
-        return RunStatistics(
-            total=total,
-            waiting=counts[WAITING],
-            queued=counts[QUEUED],
-            running=counts[RUNNING],
-            succeeded=counts[SUCCEEDED],
-            failed=counts[FAILED_STATE],
-            cancelled=counts[CANCELLED_STATE],
-            executions=executions,
-            elapsed=0.0 if self._t0 is None else time.perf_counter() - self._t0,
-        )
+        elapsed = 0.0 if self._t0 is None else time.perf_counter() - self._t0
+        return statistics(self._nodes, elapsed)
 
     # --- the run ------------------------------------------------------------------
 
@@ -645,39 +637,19 @@ class Scheduler:
         else:
             status, reason, error = RunStatus.SUCCEEDED, None, None
         finished = datetime.now(UTC)
-        statuses: dict[str, TaskStatus] = {}
-        output_candidates: list[str] = []
-        for node in self._nodes.values():
-            is_sink = not node.successors and not node.children
-            if node.task is None:
-                if is_sink and node.state is SUCCEEDED:
-                    output_candidates.append(node.name)
-                continue
-            task_status = (
-                TaskStatus.SUCCEEDED
-                if node.state is SUCCEEDED
-                else self._final_status(node, status)
-            )
-            statuses[node.name] = task_status
-            if is_sink and task_status is not TaskStatus.SKIPPED:
-                output_candidates.append(node.name)
+        summary = summarize(self._nodes, self._results)
+        if self._emit:
+            for name in summary.interrupted:
+                self._emit(
+                    ev.TaskCancelled(run_id=self.run_id, task_name=name, reason=f"run {status}")
+                )
+            for name in summary.skipped:
+                self._emit(ev.TaskSkipped(run_id=self.run_id, task_name=name, reason="not reached"))
+        nodes = self._nodes
 
         def records() -> dict[str, TaskRecord]:
             # Built on first access: large runs do not pay for records nobody reads.
-            return {
-                name: TaskRecord(
-                    name=name,
-                    status=task_status,
-                    attempts=(node := self._nodes[name]).attempts,
-                    executions=node.executions,
-                    duration=node.duration,
-                    started_at=as_datetime(node.started_at),
-                    finished_at=as_datetime(node.finished_at),
-                    error=node.error,
-                    dynamic=node.dynamic,
-                )
-                for name, task_status in statuses.items()
-            }
+            return task_records(nodes, summary.statuses)
 
         self.status = status
         result = RunResult._create(
@@ -689,7 +661,7 @@ class Scheduler:
             started_at=started,
             finished_at=finished,
             duration=duration,
-            output_name=output_candidates[0] if len(output_candidates) == 1 else None,
+            output_name=summary.output,
             reason=reason,
             error=error,
         )
@@ -708,25 +680,3 @@ class Scheduler:
                 ev.RunFinished(run_id=self.run_id, status=status.value, reason=reason, error=error)
             )
         return result
-
-    def _final_status(self, node: Node, run_status: RunStatus) -> TaskStatus:
-        state = node.state
-        if state is SUCCEEDED:
-            return TaskStatus.SUCCEEDED
-        if state is FAILED_STATE:
-            return TaskStatus.FAILED
-        if state is RUNNING or state is CANCELLED_STATE:
-            if state is RUNNING and self._emit:
-                self._emit(
-                    ev.TaskCancelled(
-                        run_id=self.run_id, task_name=node.name, reason=f"run {run_status.value}"
-                    )
-                )
-            return TaskStatus.CANCELLED
-        if node.executions and node.name in self._results:
-            return TaskStatus.SUCCEEDED  # iterating when the run ended; last result kept
-        if self._emit:
-            self._emit(
-                ev.TaskSkipped(run_id=self.run_id, task_name=node.name, reason="not reached")
-            )
-        return TaskStatus.SKIPPED
