@@ -13,7 +13,6 @@ by :meth:`TaskGraph.validate`, which every run calls before anything runs.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -114,9 +113,6 @@ class Flow(Composable):
         return f"<Flow {self._first!r} >> ... >> {self._last!r}>"
 
 
-_group_ids = itertools.count(1)
-
-
 class ParallelGroup(Composable):
     """Members that run concurrently and are judged together by a policy.
 
@@ -135,7 +131,10 @@ class ParallelGroup(Composable):
         _implicit: bool = False,
     ) -> None:
         self.members: tuple[Task[..., Any], ...] = tuple(members)
-        self.name = name or f"group_{next(_group_ids)}"
+        # An unnamed group is named when it joins a workflow (group_1, group_2... in
+        # the order the workflow's code makes them): the same code gives the same
+        # names in every process, which checkpoints rely on.
+        self.name = name or ""
         self.policy: GroupPolicy = resolve_group_policy(policy)
         self._implicit = _implicit
 
@@ -249,6 +248,7 @@ class TaskGraph:
         self._edges: set[tuple[str, str]] = set()
         self._problems: list[WorkflowDefinitionError] = []
         self._version = 0  # bumped by every change; validate() caches per version
+        self._unnamed_groups = 0
         self._validated: tuple[int, list[str]] | None = None
 
     # --- building ------------------------------------------------------------------
@@ -276,6 +276,9 @@ class TaskGraph:
         self._add_node(task.name)
 
     def add_group(self, group: ParallelGroup) -> None:
+        if not group.name:
+            self._unnamed_groups += 1
+            group.name = f"group_{self._unnamed_groups}"
         existing = self.groups.get(group.name)
         if existing is group:
             return

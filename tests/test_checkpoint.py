@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 import aioflow
-from aioflow import CheckpointError, TaskContext, task, workflow
+from aioflow import CheckpointError, TaskContext, parallel, task, workflow
 from aioflow.serialization import Keyring
 
 KEY_A = "a" * 32
@@ -291,3 +291,61 @@ async def spawned(spawner: int) -> int:
     if spawned_should_fail["crash"]:
         raise RuntimeError("first time fails")
     return spawner * 2
+
+
+GROUPED_WORKFLOW = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+    import aioflow
+    from aioflow import task, workflow
+
+    FAIL = Path(os.environ["AIOFLOW_TEST_FAIL"])
+
+    @task
+    async def left() -> int:
+        return 1
+
+    @task
+    async def right() -> int:
+        return 2
+
+    @task
+    async def join(left: int, right: int) -> int:
+        if FAIL.exists():
+            raise RuntimeError("not yet")
+        return left + right
+
+    with workflow("grouped") as wf:
+        (left | right) >> join
+
+    if __name__ == "__main__":
+        try:
+            aioflow.run_sync(wf, checkpoint=sys.argv[1])
+        except aioflow.WorkflowFailedError:
+            sys.exit(3)
+    """
+)
+
+
+async def test_resume_in_another_process_with_unnamed_groups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = tmp_path / "grouped.py"
+    script.write_text(GROUPED_WORKFLOW)
+    fail = tmp_path / "fail"
+    fail.touch()
+    ckpt = tmp_path / "g.ckpt"
+    env = {**os.environ, "AIOFLOW_TEST_FAIL": str(fail)}
+    env.pop("AIOFLOW_SECRET_KEY", None)
+    proc = await anyio.run_process([sys.executable, str(script), str(ckpt)], env=env, check=False)
+    assert proc.returncode == 3, proc.stderr.decode()
+    fail.unlink()
+    monkeypatch.setenv("AIOFLOW_TEST_FAIL", str(fail))
+    monkeypatch.delenv("AIOFLOW_SECRET_KEY", raising=False)
+    with workflow("unrelated"):
+        parallel(step_a.bind(name="x1"), step_a.bind(name="x2"))  # other groups exist here
+    module = load_module(script)
+    result = await aioflow.resume(ckpt, module.wf)  # type: ignore[attr-defined]
+    assert result["join"] == 3
+    assert result.tasks["left"].executions == 1

@@ -194,3 +194,17 @@ def test_validation_follows_changes_after_a_first_validate() -> None:
         b >> a
     with pytest.raises(WorkflowDefinitionError, match="cycle"):
         wf.validate()
+
+
+def test_unnamed_groups_are_named_by_their_workflow_in_order() -> None:
+    def build() -> aioflow.Workflow:
+        with workflow("w") as wf:
+            a >> (b | c) >> d
+            parallel(a.bind(name="a2"), b.bind(name="b2"))
+        return wf
+
+    with workflow("noise") as noise:
+        parallel(a, b)  # groups made elsewhere do not shift the names
+    first, second = build(), build()
+    assert list(first.groups) == list(second.groups) == ["group_1", "group_2"]
+    assert list(noise.groups) == ["group_1"]
