@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from types import TracebackType
 
 from rich.console import Console
@@ -13,6 +14,7 @@ from rich.progress import (
     TaskID,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 
 from .. import events as ev
@@ -27,6 +29,8 @@ class RunTracker:
 
     ``total`` starts at the number of static tasks and grows on ``TaskAdded``. A task
     that iterates or is re-run counts once; it is running again while it runs again.
+    Counts are kept up to date on every event, so following a run of 100,000 tasks
+    costs the same per event as following one of ten.
     """
 
     def __init__(self) -> None:
@@ -35,6 +39,21 @@ class RunTracker:
         self.retries = 0
         self.status: str | None = None
         self.states: dict[str, str] = {}
+        self._counts: dict[str, int] = {}
+        self._running: dict[str, None] = {}  # insertion-ordered set
+
+    def _set(self, name: str, state: str) -> None:
+        previous = self.states.get(name)
+        if previous == state:
+            return
+        if previous is not None:
+            self._counts[previous] -= 1
+            if previous == "running":
+                del self._running[name]
+        self.states[name] = state
+        self._counts[state] = self._counts.get(state, 0) + 1
+        if state == "running":
+            self._running[name] = None
 
     def apply(self, event: ev.Event) -> None:
         """Take one event into account (group and unknown events are ignored)."""
@@ -47,40 +66,45 @@ class RunTracker:
                 self.status = event.status
             case ev.TaskAdded() if name is not None and name not in self.states:
                 self.total += 1
-                self.states[name] = "queued"
+                self._set(name, "queued")
             case ev.TaskStarted() if name is not None:
-                self.states[name] = "running"
+                self._set(name, "running")
             case ev.TaskRetrying():
                 self.retries += 1
             case ev.TaskSucceeded() if name is not None:
-                self.states[name] = "succeeded"
+                self._set(name, "succeeded")
             case ev.TaskFailed() if name is not None:
-                self.states[name] = "failed"
+                self._set(name, "failed")
             case ev.TaskCancelled() if name is not None:
-                self.states[name] = "cancelled"
+                self._set(name, "cancelled")
             case ev.TaskSkipped() if name is not None:
-                self.states[name] = "skipped"
+                self._set(name, "skipped")
 
     def count(self, *states: str) -> int:
         """How many tasks are in one of ``states`` now."""
-        return sum(1 for s in self.states.values() if s in states)
+        return sum(self._counts.get(state, 0) for state in states)
 
     @property
     def done(self) -> int:
         """Tasks that have finished, whatever their outcome."""
-        return sum(1 for s in self.states.values() if s in _TERMINAL)
+        return self.count(*_TERMINAL)
 
     @property
     def running(self) -> list[str]:
         """Names of the tasks running now."""
-        return [n for n, s in self.states.items() if s == "running"]
+        return list(self._running)
+
+    def running_sample(self, limit: int) -> tuple[list[str], int]:
+        """Up to ``limit`` names of running tasks, and how many run in all."""
+        return list(itertools.islice(self._running, limit)), len(self._running)
 
 
 class ProgressDisplay:
     """A live progress bar for one run, fed by a :class:`RunTracker`.
 
-    Shows tasks done/total, how many run (and which), how many failed, and the elapsed
-    time. Disabled, it shows nothing (for output that is not a terminal).
+    Shows tasks done/total, how many run (and which), how many failed, the elapsed
+    time and an estimate of the time left (from the pace so far). Disabled, it shows
+    nothing (for output that is not a terminal).
     """
 
     def __init__(self, console: Console, *, enabled: bool, description: str) -> None:
@@ -92,6 +116,8 @@ class ProgressDisplay:
             TextColumn("{task.fields[running]} running"),
             TextColumn("{task.fields[failed]}", style="red", markup=False),
             TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
             TextColumn("{task.fields[names]}", style="dim", markup=False),
             console=console,
             disable=not enabled,
@@ -102,14 +128,14 @@ class ProgressDisplay:
 
     def update(self, tracker: RunTracker) -> None:
         """Redraw from ``tracker`` (the display refreshes itself a few times a second)."""
-        running = tracker.running
+        sample, running = tracker.running_sample(3)
         failed = tracker.count("failed", "cancelled")
-        names = ", ".join(running[:3]) + (f" +{len(running) - 3}" if len(running) > 3 else "")
+        names = ", ".join(sample) + (f" +{running - 3}" if running > 3 else "")
         self._progress.update(
             self._task,
             total=tracker.total or None,
             completed=tracker.done,
-            running=len(running),
+            running=running,
             failed=f"{failed} failed" if failed else "",
             names=names,
         )
