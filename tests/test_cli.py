@@ -541,3 +541,16 @@ def test_resume_of_a_damaged_checkpoint_is_a_usage_error(
     assert code == 2
     assert "[aioflow.checkpoint]" in err and "hint:" in err
     assert ckpt.read_bytes() == b"this is not a checkpoint"
+
+
+def test_results_table_of_a_wide_run_is_capped() -> None:
+    from aioflow._cli.report import results_table
+
+    with aioflow.workflow("wide") as wf:
+        wf.add(*(aioflow.task(name=f"t{i}")(lambda: 1) for i in range(60)))
+    result = aioflow.run_sync(wf)
+    console = Console(file=StringIO(), width=80)
+    console.print(results_table(result, limit=5))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert sum(1 for line in text.splitlines() if line.startswith("│ t")) == 5
+    assert "… 55 more" in text and "--json" in text

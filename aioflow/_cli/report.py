@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -42,13 +43,22 @@ def value_repr(value: Any, limit: int = MAX_REPR) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def results_table(result: RunResult) -> Table:
-    """A two-column table: task (or group) name -> repr of its result."""
+def results_table(result: RunResult, *, limit: int = 50) -> Table:
+    """A two-column table: task (or group) name -> repr of its result.
+
+    At most ``limit`` rows: a wide run says how many more there are (``--json``
+    prints them all).
+    """
     table = Table(title=f"{result.workflow} results", title_justify="left", expand=False)
     table.add_column("task", style="bold", no_wrap=True)
     table.add_column("result", overflow="fold")
-    for name, value in result.results.items():
+    for name, value in itertools.islice(result.results.items(), limit):
         table.add_row(Text(name), Text(value_repr(value)))
+    hidden = len(result.results) - limit
+    if hidden > 0:
+        table.add_row(
+            Text(f"… {hidden} more", style="dim"), Text("use --json for all", style="dim")
+        )
     return table
 
 
