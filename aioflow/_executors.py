@@ -44,7 +44,8 @@ class ExecutorPool(Generic[T]):
     Args:
         tg: the task group that owns the executors.
         execute: the coroutine function run for each item; it must not raise.
-        cancelled: called with an item whose execution's scope was cancelled.
+        cancelled: called with an item whose execution was cancelled, or ended with
+            an exception ``execute`` did not catch (the executor then ends).
         limit: the most executors (``None``: no limit).
     """
 
@@ -118,7 +119,17 @@ class ExecutorPool(Generic[T]):
                         current = self._pop()
                         if self._size and not self._waiters:
                             self._grow()  # more work waits and nobody else is free
-                        await self._execute(current, scope)
+                        try:
+                            await self._execute(current, scope)
+                        except BaseException:
+                            # Not this executor's own cancellation (the scope below
+                            # reports that): the run is being cancelled, or the item
+                            # let a stray cancellation escape. Report the item, so
+                            # that nobody waits for it, and let the exception go on.
+                            if not scope.cancel_called:
+                                self._executors -= 1
+                                self._cancelled(current)
+                            raise
                         current = None
                         if scope.cancel_called:
                             break  # cancelled, but the item finished anyway: new scope

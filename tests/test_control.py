@@ -377,3 +377,20 @@ async def test_tasks_that_finished_as_the_run_ended_keep_their_results() -> None
     assert result.reason == "done early"
     assert result["quick"] == "also finished"
     assert result.tasks["quick"].status == "succeeded"
+
+
+async def test_a_stray_cancellation_from_a_task_fails_the_run_instead_of_hanging() -> None:
+    @task
+    async def rogue() -> None:
+        raise anyio.get_cancelled_exc_class()()
+
+    @task
+    async def fine() -> int:
+        return 1
+
+    with workflow("w") as wf:
+        wf.add(rogue, fine)
+    with pytest.raises(WorkflowFailedError) as info:
+        await aioflow.run(wf)
+    assert isinstance(info.value.__cause__, aioflow.TaskCancelledError)
+    assert info.value.task_name == "rogue"
