@@ -239,9 +239,29 @@ assert _FIELDS == (
 )  # fmt: skip
 
 
+(
+    _set_run_id, _set_task_name, _set_ref, _set_args, _set_attempt, _set_deadline,
+    _set_options, _set_trace, _set_call_id, _set_workflow, _set_created_at,
+    _set_schema_version,
+) = _SETTERS  # fmt: skip
+
+
 def _build(values: tuple[Any, ...]) -> TaskCall:
+    # Unrolled: a loop over the setters costs more than the twelve stores themselves.
+    (run_id, task_name, ref, args, attempt, deadline, options, trace, call_id, workflow,
+     created_at, schema_version) = values  # fmt: skip
     call: TaskCall = object.__new__(TaskCall)
-    for setter, value in zip(_SETTERS, values, strict=True):
-        setter(call, value)
+    _set_run_id(call, run_id)
+    _set_task_name(call, task_name)
+    _set_ref(call, ref)
+    _set_args(call, args)
+    _set_attempt(call, attempt)
+    _set_deadline(call, deadline)
+    _set_options(call, options)
+    _set_trace(call, trace)
+    _set_call_id(call, call_id)
+    _set_workflow(call, workflow)
+    _set_created_at(call, created_at)
+    _set_schema_version(call, schema_version)
     call.__post_init__()
     return call
