@@ -13,6 +13,7 @@ by :meth:`TaskGraph.validate`, which every run calls before anything runs.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -47,7 +48,7 @@ def active_graph() -> TaskGraph:
     return graph
 
 
-class Composable:
+class Composable(ABC):
     """Something that can stand on either side of ``>>`` and ``|``.
 
     ``heads`` are the nodes an incoming edge leads to; ``tails`` the nodes an
@@ -56,14 +57,17 @@ class Composable:
 
     __slots__ = ()
 
+    @abstractmethod
     def _heads(self) -> Sequence[Task[..., Any]]:
-        raise NotImplementedError
+        """The nodes an edge into this leads to."""
 
+    @abstractmethod
     def _tails(self) -> Sequence[Task[..., Any] | ParallelGroup]:
-        raise NotImplementedError
+        """The nodes an edge out of this leaves from."""
 
+    @abstractmethod
     def _register(self, graph: TaskGraph) -> None:
-        raise NotImplementedError
+        """Add this (and what it is made of) to ``graph``."""
 
     def __rshift__(self, other: Composable) -> Flow:
         return _connect(self, other)
