@@ -28,7 +28,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import anyio.lowlevel
 
 from . import events as ev
 from ._execution import FAILED, OK, Message, TaskRunner
@@ -351,7 +350,9 @@ class Scheduler:
         if requests is not None and requests.cancel is not None:
             if kind == OK:
                 self._results[node.name] = payload
-            node.state = SUCCEEDED if kind == OK else FAILED_STATE
+                node.state = SUCCEEDED
+            else:
+                node.state, node.error = FAILED_STATE, payload
             self._stop(RunStatus.CANCELLED, reason=requests.cancel, by=node.name)
         elif kind == OK:
             self._on_success(node, payload, requests)
@@ -367,6 +368,7 @@ class Scheduler:
 
     def _on_success(self, node: Node, value: Any, requests: ControlRequests | None) -> None:
         self._results[node.name] = value
+        node.error = None  # a task run again may succeed where it failed before
         if self._emit:
             self._emit(
                 ev.TaskSucceeded(
