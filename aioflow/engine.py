@@ -160,7 +160,8 @@ class Scheduler:
                     if position is None:
                         position = {n: i for i, n in enumerate(order)}
                     plan = plan_static(task, graph, position, self.inputs)
-                nodes[name] = Node(name, task=task, plan=plan, successors=succ, pending=pending)
+                # Positional (name, task, group, successors, pending, plan): the hot path.
+                nodes[name] = Node(name, task, None, succ, pending, plan)
             else:
                 group = graph.groups[name]
                 outcomes: dict[str, MemberOutcome] = dict.fromkeys(group.member_names, "pending")

@@ -358,13 +358,13 @@ class TaskGraph:
         """
         remaining = {name: len(pred) for name, pred in self.predecessors.items()}
         order = [name for name, count in remaining.items() if count == 0]
-        i = 0
-        while i < len(order):
-            for succ in self.successors[order[i]]:
-                remaining[succ] -= 1
-                if remaining[succ] == 0:
+        successors = self.successors
+        for name in order:  # grows while it is walked: Kahn's algorithm
+            for succ in successors[name]:
+                left = remaining[succ] - 1
+                remaining[succ] = left
+                if not left:
                     order.append(succ)
-            i += 1
         if len(order) != len(remaining):
             cycle = self._find_cycle({n for n, c in remaining.items() if c > 0})
             raise WorkflowDefinitionError(
