@@ -151,3 +151,17 @@ def test_quick_vs_graflow() -> None:
 
     target_names = {r["target"] for r in records if r["kind"] == "target"}
     assert {"fanout_vs_graflow", "chain_vs_graflow"} <= target_names
+
+
+def test_phases_script_reports_plan_and_execute() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "phases.py"), "--sizes", "50", "--repeat", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [(r["shape"], r["tasks"]) for r in records] == [("fanout", 52), ("chain", 50)]
+    for record in records:
+        assert record["plan_seconds"] > 0 and record["execute_seconds"] > 0

@@ -1,0 +1,99 @@
+"""Where a run's time goes: planning (one node per task) versus executing the tasks.
+
+``benchmarks/inprocess.py`` times ``await aioflow.run(wf)`` as a whole. This script
+splits that time for the same no-op shapes, to show which part grows faster than the
+number of tasks. It uses the engine's internal entry points (``aioflow.runs._prepare``
+and ``Scheduler.execute``), so it may need updating when those change.
+
+    .venv/bin/python benchmarks/phases.py [--sizes 10000,100000] [--repeat 5]
+
+Prints one JSON line per (shape, size): the median of ``--repeat`` runs of the plan
+seconds, the execute seconds, and tasks/s for the whole run and for execution alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+import aioflow
+from aioflow import chain, parallel, task, workflow
+from aioflow.runs import _prepare
+
+if not __package__:  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import emit
+
+
+@task
+async def noop() -> None:
+    return None
+
+
+def build(shape: str, n: int) -> aioflow.Workflow:
+    with workflow(shape) as wf:
+        nodes = [noop.bind(name=f"t{i}") for i in range(n)]
+        if shape == "chain":
+            chain(*nodes)
+        else:
+            noop.bind(name="src") >> parallel(*nodes) >> noop.bind(name="sink")
+    return wf
+
+
+def measure(wf: aioflow.Workflow) -> tuple[float, float]:
+    gc.collect()
+    t0 = time.perf_counter()
+    scheduler = _prepare(
+        wf,
+        inputs=None,
+        backend=None,
+        handlers=None,
+        max_steps=None,
+        run_id=None,
+        max_concurrency=aioflow.runs.DEFAULT_MAX_CONCURRENCY,
+        max_threads=40,
+        channel=None,
+    )
+    t1 = time.perf_counter()
+    anyio.run(scheduler.execute)
+    return t1 - t0, time.perf_counter() - t1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--shapes", default="fanout,chain")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    for shape in args.shapes.split(","):
+        for n in (int(s) for s in args.sizes.split(",")):
+            plans: list[float] = []
+            runs: list[float] = []
+            for _ in range(args.repeat):
+                plan, execute = measure(build(shape, n))  # a new graph: nothing cached
+                plans.append(plan)
+                runs.append(execute)
+            plan_s, exec_s = statistics.median(plans), statistics.median(runs)
+            tasks = n + 2 if shape == "fanout" else n
+            record: dict[str, Any] = {
+                "kind": "phases",
+                "shape": shape,
+                "tasks": tasks,
+                "plan_seconds": round(plan_s, 6),
+                "execute_seconds": round(exec_s, 6),
+                "tasks_per_s": round(tasks / (plan_s + exec_s), 1),
+                "execute_tasks_per_s": round(tasks / exec_s, 1),
+            }
+            emit(record)
+
+
+if __name__ == "__main__":
+    main()
