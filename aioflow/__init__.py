@@ -4,11 +4,12 @@ Public names only; see the documentation for each.
 """
 
 from . import events as events
+from .backends import Backend as Backend
+from .backends import MemoryBackend as MemoryBackend
+from .backends import open_backend as open_backend
 from .channels import Channel as Channel
 from .channels import MemoryChannel as MemoryChannel
 from .channels import TypedChannel as TypedChannel
-from .checkpoint import CheckpointStore as CheckpointStore
-from .checkpoint import FileCheckpointStore as FileCheckpointStore
 from .context import TaskContext as TaskContext
 from .context import current_context as current_context
 from .errors import AioflowError as AioflowError
@@ -38,6 +39,7 @@ from .graph import chain as chain
 from .graph import parallel as parallel
 from .handlers import Handler as Handler
 from .handlers import InlineHandler as InlineHandler
+from .instruments import Instrument as Instrument
 from .observability.logging import configure_logging as configure_logging
 from .policies import AtLeast as AtLeast
 from .policies import BestEffort as BestEffort
@@ -52,6 +54,7 @@ from .results import RunStatus as RunStatus
 from .results import TaskRecord as TaskRecord
 from .results import TaskStatus as TaskStatus
 from .runs import RunHandle as RunHandle
+from .runs import RunOptions as RunOptions
 from .runs import resume as resume
 from .runs import run as run
 from .runs import run_sync as run_sync
@@ -59,6 +62,7 @@ from .runs import start as start
 from .task import Task as Task
 from .task import TaskOptions as TaskOptions
 from .task import task as task
+from .worker import Worker as Worker
 from .workflow import Workflow as Workflow
 from .workflow import workflow as workflow
 
@@ -67,12 +71,12 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "AioflowError",
     "AtLeast",
+    "Backend",
     "BestEffort",
     "Channel",
     "ChannelError",
     "ChannelValidationError",
     "CheckpointError",
-    "CheckpointStore",
     "ConfigurationError",
     "Critical",
     "CycleLimitExceededError",
@@ -81,17 +85,19 @@ __all__ = [
     "GroupPolicy",
     "Handler",
     "InlineHandler",
+    "Instrument",
     "MaxStepsExceededError",
+    "MemoryBackend",
     "MemoryChannel",
     "MissingDependencyError",
     "MissingUpstreamResultError",
-    "FileCheckpointStore",
     "ParallelGroup",
     "PayloadSignatureError",
     "PayloadTooLargeError",
     "RemoteTaskError",
     "RetryPolicy",
     "RunHandle",
+    "RunOptions",
     "RunResult",
     "RunStateError",
     "RunStatistics",
@@ -108,6 +114,7 @@ __all__ = [
     "TaskTimeoutError",
     "TypedChannel",
     "UnknownTaskError",
+    "Worker",
     "Workflow",
     "WorkflowCancelledError",
     "WorkflowDefinitionError",
@@ -116,6 +123,7 @@ __all__ = [
     "configure_logging",
     "current_context",
     "events",
+    "open_backend",
     "parallel",
     "resume",
     "run",

@@ -1,178 +1,193 @@
-"""Running one task execution: the executor side of the engine.
+"""Executing task attempts: the side of a backend that runs the code.
 
-A :class:`TaskRunner` is what the executor pool calls for each task execution. It
-makes the execution's :class:`~aioflow.TaskContext`, fills the arguments, runs the
-attempts through the task's handler (with timeouts and retries), and reports the
-outcome to the scheduler with one message. It never changes scheduling state.
+An :class:`AttemptRunner` is shared by every place that executes tasks — the
+in-process backend's executors and the worker runtime (:mod:`aioflow.worker`) — so
+a task behaves the same wherever it runs. For each attempt it builds the
+:class:`~aioflow.TaskContext`, calls the handler under the attempt's deadline,
+fills the execution's outcome and reports it. It never touches scheduling state:
+the execution is a message it holds until it reports it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
-from anyio.streams.memory import MemoryObjectSendStream
 
-from . import events as ev
-from ._runstate import NO_DATA, Node, RunView
+from .backends.base import Execution, Status
 from .channels import Channel
-from .context import TaskContext, _set_current
-from .errors import TaskTimeoutError
+from .context import RunAccess, _current, new_context
+from .errors import TaskCancelledError, TaskTimeoutError
 from .handlers import Handler
-from .plan import fill_arguments
 
-__all__ = ["CANCELLED", "FAILED", "OK", "Message", "TaskRunner"]
+__all__ = ["AttemptRunner", "cancelled_error", "not_run"]
 
-# Message kinds: (kind, node, value | error | cancel reason, ctx or None).
-OK, FAILED, CANCELLED = 0, 1, 2
-Message = tuple[int, Node, Any, TaskContext | None]
+# Never turned into a task failure: they stop the process (or are the loop's own).
+_PASSTHROUGH: tuple[type[BaseException], ...] = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
-class TaskRunner:
-    """Runs task executions handed out by the scheduler and reports their outcomes."""
+def cancelled_error(execution: Execution, run_id: str) -> TaskCancelledError:
+    """The error of an execution that was cancelled."""
+    reason = execution.cancel_reason or "cancelled"
+    return TaskCancelledError(
+        f"task {execution.name!r} was cancelled: {reason}",
+        run_id=run_id,
+        task_name=execution.name,
+        attempt=execution.attempt,
+    )
+
+
+def not_run(execution: Execution, status: Status, error: BaseException | None = None) -> None:
+    """Fill the outcome of an execution that ended without running its code."""
+    execution.status = status
+    execution.value = None
+    execution.error = error
+    execution.requests = None
+    execution.duration = 0.0
+
+
+class AttemptRunner:
+    """Runs the attempts of one run on this side, and reports each one.
+
+    Args:
+        run_id: the run.
+        channel, view: what the attempts' contexts use (``ctx.channel``, ``ctx.result``).
+        handlers: the handlers by name.
+        report: called with each execution once its outcome is filled.
+        on_started: called with each execution when its code starts (emits events).
+        save_checkpoint: ``ctx.checkpoint()``, or None.
+        worker_id: put on contexts and outcomes (None in-process).
+        debug: log every start (hot paths skip it otherwise).
+    """
+
+    __slots__ = (
+        "_cancelled_exc",
+        "_channel",
+        "_debug",
+        "_handlers",
+        "_on_started",
+        "_report",
+        "_save_checkpoint",
+        "_view",
+        "run_id",
+        "worker_id",
+    )
 
     def __init__(
         self,
         *,
         run_id: str,
         channel: Channel,
-        view: RunView,
+        view: RunAccess,
         handlers: Mapping[str, Handler],
-        send: MemoryObjectSendStream[Message],
-        emit: Callable[[ev.Event], None] | None,
-        save_checkpoint: Callable[[], Awaitable[None]] | None,
-        debug: bool,
+        report: Callable[[Execution], None],
+        on_started: Callable[[Execution], None] | None = None,
+        save_checkpoint: Callable[[], Any] | None = None,
+        worker_id: str | None = None,
+        debug: bool = False,
     ) -> None:
         self.run_id = run_id
         self._channel = channel
         self._view = view
         self._handlers = handlers
-        self._send = send
-        self._emit = emit
+        self._report = report
+        self._on_started = on_started
         self._save_checkpoint = save_checkpoint
+        self.worker_id = worker_id
         self._debug = debug
+        self._cancelled_exc = anyio.get_cancelled_exc_class()
 
-    async def run(self, node: Node, scope: anyio.CancelScope) -> None:
-        """Run one execution of ``node`` (all its attempts) and report the outcome.
+    async def run(self, execution: Execution, scope: anyio.CancelScope) -> None:
+        """Run ``execution`` under ``scope`` (which cancels it alone), then report it.
 
-        ``scope`` is the executor's cancel scope, which belongs to this execution
-        while it runs: ``cancel_task`` cancels it (or the attempt's deadline scope,
-        for tasks with a timeout); the pool then calls :meth:`cancelled`.
+        When ``scope`` is cancelled the cancellation propagates to the caller, who
+        then calls :meth:`cancelled`. A task that swallows the cancellation and
+        returns counts as cancelled anyway, and one that returns after its deadline
+        as timed out: a deadline is a deadline.
         """
-        task = node.task
-        assert task is not None
-        send = self._send
-        # Made when the execution starts, not when it is queued: a wide fan-out does
-        # not keep a context alive for every task waiting for an executor.
-        ctx = TaskContext._create(
-            run_id=self.run_id,
-            task_name=node.name,
-            channel=self._channel,
-            run=self._view,
-            iteration=node.iteration,
-            max_cycles=task.options.max_cycles,
-            save_checkpoint=self._save_checkpoint,
-        )
-        _set_current(ctx)
-        if node.started_at is None:
-            node.started_at = time.time()
-        node.scope = scope
-        args: tuple[Any, ...] = ()
-        kwargs: dict[str, Any] = {}
-        if node.plan:
-            try:
-                args, kwargs = fill_arguments(
-                    task,
-                    node.plan,
-                    ctx=ctx,
-                    results=self._view.results,
-                    inputs=self._view.inputs,
-                    state_of=self._view.state_of,
-                    run_id=self.run_id,
-                )
-            except Exception as exc:
-                node.scope = None
-                send.send_nowait((FAILED, node, exc, ctx))
-                return
-        if node.iteration_data is not NO_DATA and task.takes("data"):
-            kwargs["data"] = node.iteration_data
-        handler = self._handlers[task.options.handler]
-        options = task.options
-        emit = self._emit
-        attempt = 0
-        while True:
-            attempt += 1
-            if attempt > 1:
-                ctx._begin_attempt(attempt)
-            node.attempts = attempt
-            if emit:
-                emit(
-                    ev.TaskStarted(
-                        run_id=self.run_id,
-                        task_name=node.name,
-                        attempt=attempt,
-                        iteration=node.iteration,
-                    )
-                )
-            if self._debug:
-                ctx.log.debug("task started", iteration=node.iteration)
-            t0 = time.perf_counter()
-            error: Exception | None = None
-            if options.timeout is None:
-                # No deadline: the executor's scope is this execution's own scope.
-                try:
-                    value = await handler.execute(task, args, kwargs, ctx)
-                except Exception as exc:
-                    error = exc
-            else:
-                deadline = anyio.current_time() + options.timeout
-                with anyio.CancelScope(deadline=deadline) as attempt_scope:
-                    node.scope = attempt_scope
-                    try:
-                        value = await handler.execute(task, args, kwargs, ctx)
-                    except Exception as exc:
-                        error = exc
-                node.scope = scope
-                if attempt_scope.cancelled_caught:
-                    if node.cancel_reason is not None:
-                        node.scope = None
-                        send.send_nowait((CANCELLED, node, node.cancel_reason, ctx))
-                        return
-                    error = TaskTimeoutError(
-                        node.name, options.timeout, run_id=self.run_id, attempt=attempt
-                    )
-            node.duration += time.perf_counter() - t0
-            if error is None:
-                node.scope = None
-                send.send_nowait((OK, node, value, ctx))
-                return
-            requests = ctx.requests
-            stopping = requests is not None and (
-                requests.cancel is not None or requests.terminate is not None
-            )
-            if not stopping and options.retries.should_retry(attempt, error):
-                delay = options.retries.delay(attempt)
-                if emit:
-                    emit(
-                        ev.TaskRetrying(
-                            run_id=self.run_id,
-                            task_name=node.name,
-                            attempt=attempt,
-                            error=error,
-                            delay=delay,
-                        )
-                    )
-                ctx.log.info("task attempt failed; retrying", error=repr(error), delay=delay)
-                ctx.requests = None  # requests of a failed attempt do not count
-                await anyio.sleep(delay)
-                continue
-            node.scope = None
-            send.send_nowait((FAILED, node, error, ctx))
+        if execution.cancel_reason is not None:  # cancelled while it waited for a slot
+            not_run(execution, Status.CANCELLED, cancelled_error(execution, self.run_id))
+            self._report(execution)
             return
+        task = execution.task
+        options = task.options
+        ctx = new_context(
+            self.run_id,
+            execution.name,
+            self._channel,
+            self._view,
+            execution.iteration,
+            execution.attempt,
+            options.max_cycles,
+            self.worker_id,
+            self._save_checkpoint,
+        )
+        args, kwargs = execution.args, execution.kwargs
+        for param in execution.context_params:
+            if isinstance(param, int):  # a positional-only parameter
+                args = (*args[:param], ctx, *args[param + 1 :])
+            else:
+                kwargs[param] = ctx
+        _current.set(ctx)  # current_context(), also in the task's worker thread
+        execution.handle = scope
+        execution.started = True
+        if self._on_started is not None:
+            self._on_started(execution)
+        if self._debug:
+            ctx.log.debug("task started", iteration=execution.iteration)
+        handler = self._handlers[options.handler]
+        timeout = options.timeout
+        error: BaseException | None = None
+        value: Any = None
+        t0 = time.perf_counter()
+        try:
+            if timeout is None:
+                value = await handler.execute(task, args, kwargs, ctx)
+            else:
+                with anyio.CancelScope(deadline=anyio.current_time() + timeout) as deadline:
+                    value = await handler.execute(task, args, kwargs, ctx)
+                if deadline.cancel_called and execution.cancel_reason is None:
+                    # Caught here, or swallowed by the task: either way the attempt
+                    # outlived its deadline and its value does not count.
+                    error = TaskTimeoutError(
+                        execution.name, timeout, run_id=self.run_id, attempt=execution.attempt
+                    )
+        except Exception as exc:
+            error = exc
+        except BaseException as exc:
+            if isinstance(exc, (self._cancelled_exc, *_PASSTHROUGH)):
+                execution.duration = time.perf_counter() - t0
+                execution.requests = ctx.requests
+                raise
+            error = exc  # a BaseException subclass of the task's own: a failure like any
+        execution.duration = time.perf_counter() - t0
+        execution.requests = ctx.requests
+        execution.handle = None
+        if error is None and execution.cancel_reason is not None:
+            # cancel_task() sets the reason before it cancels the scope: the task
+            # swallowed the cancellation and returned; it was cancelled all the same.
+            error = cancelled_error(execution, self.run_id)
+        if error is None:
+            execution.status = Status.SUCCEEDED
+            execution.value = value
+            execution.error = None
+        else:
+            execution.status = (
+                Status.CANCELLED if isinstance(error, TaskCancelledError) else Status.FAILED
+            )
+            execution.value = None
+            execution.error = error
+        self._report(execution)
 
-    def cancelled(self, node: Node) -> None:
-        """The pool caught the cancellation of ``node``'s execution scope (``cancel_task``)."""
-        node.scope = None
-        self._send.send_nowait((CANCELLED, node, node.cancel_reason or "cancelled", None))
+    def cancelled(self, execution: Execution) -> None:
+        """Report ``execution`` as cancelled while it ran (its scope caught it)."""
+        execution.handle = None
+        execution.status = Status.CANCELLED
+        execution.value = None
+        execution.error = cancelled_error(execution, self.run_id)
+        if not execution.started:
+            execution.duration = 0.0
+            execution.requests = None
+        self._report(execution)

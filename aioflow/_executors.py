@@ -16,7 +16,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Generic, TypeVar
 
 import anyio
@@ -65,6 +65,7 @@ class ExecutorPool(Generic[T]):
         self._levels: dict[int, deque[T]] = {}
         self._order: list[int] = []  # heap of -priority of the non-empty levels
         self._size = 0
+        self._busy = 0  # items being executed now
         self._executors = 0
         self._starting = 0  # spawned, not yet running: about to take work
         self._yielding = 0  # finished an item, yielded once before going idle
@@ -89,12 +90,44 @@ class ExecutorPool(Generic[T]):
         else:
             self._grow()
 
-    def halt(self) -> None:
-        """Drop the work still queued (it never starts) and :meth:`close` the pool."""
+    def submit_all(self, items: Iterable[T], priority_of: Callable[[T], int]) -> None:
+        """Queue ``items`` in order (the batch form of :meth:`submit`)."""
+        levels = self._levels
+        added = 0
+        for item in items:
+            priority = priority_of(item)
+            level = levels.get(priority)
+            if level is None:
+                level = levels[priority] = deque()
+                heapq.heappush(self._order, -priority)
+            level.append(item)
+            added += 1
+        self._size += added
+        # Wake idle executors for the new work, then grow if more waits.
+        while added and self._waiters:
+            self._waiters.popleft().set()
+            added -= 1
+        if added:
+            self._grow()
+
+    @property
+    def busy(self) -> int:
+        """How many items are being executed now."""
+        return self._busy
+
+    @property
+    def size(self) -> int:
+        """How many items wait for an executor."""
+        return self._size
+
+    def halt(self) -> list[T]:
+        """Drop the work still queued (it never starts), :meth:`close` the pool; return it."""
+        dropped = [item for level in self._levels.values() for item in level]
         self._levels.clear()
         self._order.clear()
         self._size = 0
         self.close()
+        return dropped
 
     def close(self) -> None:
         """No more work: idle executors end; busy ones end after their current item."""
@@ -119,9 +152,11 @@ class ExecutorPool(Generic[T]):
                         current = self._pop()
                         if self._size and not self._waiters:
                             self._grow()  # more work waits and nobody else is free
+                        self._busy += 1
                         try:
                             await self._execute(current, scope)
                         except BaseException:
+                            self._busy -= 1
                             # Not this executor's own cancellation (the scope below
                             # reports that): the run is being cancelled, or the item
                             # let a stray cancellation escape. Report the item, so
@@ -130,6 +165,7 @@ class ExecutorPool(Generic[T]):
                                 self._executors -= 1
                                 self._cancelled(current)
                             raise
+                        self._busy -= 1
                         current = None
                         if scope.cancel_called:
                             break  # cancelled, but the item finished anyway: new scope

@@ -1,4 +1,4 @@
-"""The ``aioflow`` command line: ``aioflow run | resume | graph``, ``aioflow --version``.
+"""The ``aioflow`` command line: ``aioflow run | resume | runs | inspect | purge | graph``.
 
 Each subcommand is one ``cmd_*`` function taking the parsed arguments and the
 consoles, returning an exit code, and one ``_add_*`` parser block listed in
@@ -10,12 +10,20 @@ code   meaning
 0      success
 1      the run failed (a task, a group, a limit)
 2      usage or definition error: bad arguments, a workflow that cannot load or
-       is not well formed (nothing ran)
+       is not well formed (nothing ran); a run store that cannot be used, an
+       unknown run id, nothing to resume (``aioflow.checkpoint``)
 130    the run was cancelled, or interrupted with Ctrl-C
 =====  ==========================================================================
 
-Results and graphs go to stdout; progress, errors and logs to stderr. The live
-progress display only shows when both are terminals, so piped output stays clean.
+Results, graphs and what ``runs`` / ``inspect`` / ``purge`` report go to stdout;
+progress, errors, warnings and logs to stderr (so are the tasks that failed in a
+run that succeeded anyway, and the ``aioflow resume`` command of a journaled run
+that did not succeed). The live progress display only shows when both are
+terminals, so piped output stays clean.
+
+The runs ``aioflow run`` starts are journaled to the run history,
+``$AIOFLOW_HOME/runs.db`` (see :mod:`aioflow._cli.stores`), unless ``--no-history``;
+with ``--checkpoint URL_OR_PATH`` that store is the journal instead.
 """
 
 from __future__ import annotations
@@ -23,17 +31,43 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import uuid
 from collections.abc import Callable, Coroutine, Mapping
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, TextIO, cast
+from typing import Any, TextIO, TypeVar, cast
 
 from rich.console import Console
+from rich.text import Text
 from rich.traceback import Traceback
 
 from . import __version__
+from ._cli.checkpoints import not_storable_hint, open_journal, print_resume_command
+from ._cli.history import (
+    find_run,
+    inspect_document,
+    list_runs,
+    purge_runs,
+    read_run,
+    runs_command,
+    runs_document,
+)
+from ._cli.history_view import inspect_view, runs_table
 from ._cli.loading import load_workflow, parse_inputs
 from ._cli.progress import ProgressDisplay, RunTracker
-from ._cli.report import error_lines, results_table, run_document, summary, to_json
+from ._cli.report import (
+    error_lines,
+    results_table,
+    run_document,
+    summary,
+    to_json,
+    tolerated_lines,
+)
+from ._cli.stores import (
+    StoreTarget,
+    history_target,
+    store_target,
+)
 from .engine import DEFAULT_MAX_CONCURRENCY
 from .errors import (
     AioflowError,
@@ -47,6 +81,12 @@ from .errors import (
 from .observability.logging import LOGGER_NAME, configure_logging
 from .results import RunResult
 from .runs import resume, start
+from .stores import (
+    FINAL_RUN_STATUSES,
+    RUN_STATUSES,
+    format_duration,
+    parse_duration,
+)
 from .workflow import Workflow
 
 __all__ = ["EXIT_CANCELLED", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
@@ -60,6 +100,12 @@ USAGE_ERRORS = (
 )
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 TARGET_HELP = "the workflow: path/to/file.py:wf or package.module:wf"
+STORE_HELP = (
+    "the run store: a URL (sqlite:///abs/path/runs.db, sqlite://relative.db, memory://) "
+    "or a path (a SQLite file)"
+)
+HISTORY_DEFAULT = "default: the run history, $AIOFLOW_HOME/runs.db"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,59 +119,113 @@ class Consoles:
 Command = Callable[[argparse.Namespace, Consoles], int]
 
 
+def _run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)``; an exception group of one error raises that error."""
+    try:
+        return asyncio.run(main)
+    except BaseExceptionGroup as group:
+        leaf: BaseException = group
+        while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+            leaf = leaf.exceptions[0]
+        if isinstance(leaf, BaseExceptionGroup):
+            raise
+        raise leaf from leaf.__cause__
+
+
 # --- aioflow run ---------------------------------------------------------------------
 
 
 def cmd_run(args: argparse.Namespace, consoles: Consoles) -> int:
-    """Run a workflow in-process, show its progress, print its results."""
+    """Run a workflow in-process, show its progress, print its results.
+
+    The run is journaled to ``--checkpoint``, else to the run history (unless
+    ``--no-history``).
+    """
     inputs = parse_inputs(args.input)
     wf = load_workflow(args.target)
+    if args.checkpoint is not None:
+        journal: StoreTarget | None = store_target(args.checkpoint)
+    else:
+        journal = None if args.no_history else history_target()
     live = consoles.out.is_terminal and consoles.err.is_terminal
     display = ProgressDisplay(consoles.err, enabled=live, description=wf.name)
-    limit = args.max_concurrency or None  # 0: no limit
-    follow = _follow(wf, inputs, display, limit, args.max_steps, args.checkpoint)
-    return _report_run(follow, args, consoles)
-
-
-def _report_run(
-    outcome: Coroutine[Any, Any, RunResult], args: argparse.Namespace, consoles: Consoles
-) -> int:
-    """Await ``outcome`` on a new loop; print results (or JSON) and the error, if any."""
-    result: RunResult | None = None
-    error: WorkflowFailedError | WorkflowCancelledError | None = None
-    try:
-        result = asyncio.run(outcome)
-    except (WorkflowFailedError, WorkflowCancelledError) as exc:
-        error, result = exc, exc.result
-    if args.json:
-        consoles.out.out(to_json(run_document(result, error)), highlight=False)
-    elif result is not None:
-        if result.results:
-            consoles.out.print(results_table(result))
-        consoles.out.print(summary(result), soft_wrap=True)
-    if error is not None:
-        report_error(consoles.err, error, traceback=args.traceback)
-        return exit_code(error)
-    return EXIT_OK
+    run_id = uuid.uuid4().hex
+    options: dict[str, Any] = {
+        "run_id": run_id,
+        "max_concurrency": args.max_concurrency or None,  # 0: no limit
+        "max_steps": args.max_steps,
+    }
+    follow = _follow(wf, inputs, display, options, journal, consoles.err)
+    return _report_run(follow, wf, args, consoles, journal=journal, run_id=run_id)
 
 
 async def _follow(
     wf: Workflow,
     inputs: Mapping[str, Any],
     display: ProgressDisplay,
-    max_concurrency: int | None,
-    max_steps: int | None,
-    checkpoint: str | None,
+    options: dict[str, Any],
+    journal: StoreTarget | None,
+    err: Console,
 ) -> RunResult:
-    tracker = RunTracker()
-    async with start(
-        wf, inputs, max_concurrency=max_concurrency, max_steps=max_steps, checkpoint=checkpoint
-    ) as handle:
-        with display:
-            async for event in handle.events():
-                tracker.apply(event)
-                display.update(tracker)
-        return await handle.result()
+    async with AsyncExitStack() as stack:
+        if journal is not None:
+            store = await open_journal(journal, err, stack)
+            if store is not None:
+                options = {**options, "checkpoint": store[0], "keyring": store[1]}
+        tracker = RunTracker()
+        async with start(wf, inputs, **options) as handle:
+            with display:
+                async for event in handle.events():
+                    tracker.apply(event)
+                    display.update(tracker)
+            return await handle.result()
+
+
+def _report_run(
+    outcome: Coroutine[Any, Any, RunResult],
+    wf: Workflow,
+    args: argparse.Namespace,
+    consoles: Consoles,
+    *,
+    journal: StoreTarget | None,
+    run_id: str | None,
+) -> int:
+    """Await ``outcome`` on a new loop; print results (or JSON) and the error, if any.
+
+    Tasks that failed in a run that succeeded anyway are named on stderr; a
+    journaled run that did not succeed, or was interrupted, ends with the
+    command that continues it.
+    """
+    result: RunResult | None = None
+    error: WorkflowFailedError | WorkflowCancelledError | None = None
+    try:
+        result = _run_loop(outcome)
+    except (WorkflowFailedError, WorkflowCancelledError) as exc:
+        error, result = exc, exc.result
+    except KeyboardInterrupt:
+        consoles.err.print("interrupted: the run was cancelled", style="yellow")
+        print_resume_command(consoles.err, journal, args.target, run_id)
+        return EXIT_CANCELLED
+    groups = {name: group.member_names for name, group in wf.groups.items()}
+    if args.json:
+        consoles.out.out(to_json(run_document(result, error, groups=groups)), highlight=False)
+    elif result is not None:
+        if result.results:
+            consoles.out.print(results_table(result, groups=groups))
+        consoles.out.print(summary(result), soft_wrap=True)
+    if error is not None:
+        report_error(consoles.err, error, traceback=args.traceback)
+        hint = not_storable_hint(journal, error)
+        if hint is not None:
+            consoles.err.print(hint, soft_wrap=True)
+        print_resume_command(
+            consoles.err, journal, args.target, result.run_id if result else run_id
+        )
+        return exit_code(error)
+    if result is not None:
+        for line in tolerated_lines(result):
+            consoles.err.print(line, soft_wrap=True)
+    return EXIT_OK
 
 
 def _add_run(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -134,7 +234,8 @@ def _add_run(subparsers: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="run a workflow in this process",
         description="Run a workflow in-process, with a live progress display, and print "
-        "its results.",
+        "its results. The run is recorded in the run history ($AIOFLOW_HOME/runs.db) "
+        "unless --no-history, or journaled to --checkpoint instead.",
         epilog="example: aioflow run examples/etl.py:wf --input min_eur=50 --json",
     )
     p.add_argument("target", metavar="FILE_OR_MODULE:WORKFLOW", help=TARGET_HELP)
@@ -153,9 +254,15 @@ def _add_run(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--checkpoint",
         default=None,
-        metavar="PATH",
-        help="checkpoint the run to PATH after each batch of finished tasks "
-        "(continue it with `aioflow resume PATH ...`)",
+        metavar="URL_OR_PATH",
+        help="journal the run to this run store (sqlite:///abs/path/runs.db, "
+        "sqlite://relative.db, memory://, or a path: a SQLite file; many runs share one) "
+        "instead of the run history; continue it with `aioflow resume URL_OR_PATH ...`",
+    )
+    p.add_argument(
+        "--no-history",
+        action="store_true",
+        help="do not record the run in the run history ($AIOFLOW_HOME/runs.db)",
     )
     p.set_defaults(command=cmd_run)
 
@@ -176,34 +283,209 @@ def _add_run_output_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_resume(args: argparse.Namespace, consoles: Consoles) -> int:
-    """Continue a checkpointed run; finished tasks are not run again."""
+    """Continue a journaled run; finished tasks are not run again."""
+    journal = store_target(args.store)
+    journal.require_existing()  # opening a missing file would create an empty store
     wf = load_workflow(args.target)
     limit = args.max_concurrency or None  # 0: no limit
-    return _report_run(resume(args.checkpoint, wf, max_concurrency=limit), args, consoles)
+    outcome = _resume(journal, wf, args.run_id, limit)
+    return _report_run(outcome, wf, args, consoles, journal=journal, run_id=args.run_id)
+
+
+async def _resume(
+    journal: StoreTarget, wf: Workflow, run_id: str | None, limit: int | None
+) -> RunResult:
+    async with journal.open() as store:
+        if run_id is not None:  # a prefix will do, as for `aioflow inspect`
+            info = await find_run(store, run_id, runs_command=runs_command(journal))
+            run_id = info.run_id
+        return await resume(store, wf, run_id=run_id, max_concurrency=limit)
 
 
 def _add_resume(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser(
         "resume",
         parents=[common],
-        help="continue a checkpointed run",
-        description="Continue the run checkpointed at PATH with the workflow it was "
-        "written by; finished tasks are not run again. The run goes on checkpointing "
-        "to PATH.",
-        epilog="example: aioflow resume run.ckpt examples/etl.py:wf",
+        help="continue a journaled run",
+        description="Continue a run journaled in STORE (by `aioflow run`, in the run "
+        "history or --checkpoint STORE, or by aioflow.run(wf, checkpoint=STORE)) with "
+        "the workflow that started it; finished tasks are not run again. The run goes "
+        "on journaling to STORE.",
+        epilog="example: aioflow resume sqlite:///var/lib/app/runs.db examples/etl.py:wf "
+        "--run-id 5916ee92...",
     )
-    p.add_argument("checkpoint", metavar="PATH", help="the checkpoint file")
+    p.add_argument("store", metavar="STORE", help=STORE_HELP)
     p.add_argument("target", metavar="FILE_OR_MODULE:WORKFLOW", help=TARGET_HELP)
+    p.add_argument(
+        "--run-id",
+        default=None,
+        metavar="ID",
+        help="the run to continue (default: the one unfinished run of the workflow in STORE)",
+    )
     _add_run_output_options(p)
     p.set_defaults(command=cmd_resume)
+
+
+# --- aioflow runs --------------------------------------------------------------------
+
+
+def _read_target(text: str | None) -> StoreTarget:
+    """The store a reading command names (``--store``), else the run history."""
+    return store_target(text) if text is not None else history_target(retention=False)
+
+
+def cmd_runs(args: argparse.Namespace, consoles: Consoles) -> int:
+    """List the runs of a store (default: the run history), newest first."""
+    target = _read_target(args.store)
+    limit = args.limit or None  # 0: all
+    runs = _run_loop(list_runs(target, args.workflow, args.status, limit))
+    if args.json:
+        consoles.out.out(to_json(runs_document(target.describe(), runs)), highlight=False)
+    elif runs:
+        table = runs_table(target.describe(), runs, limit=limit, width=consoles.out.width)
+        consoles.out.print(table)
+    else:
+        wanted = [f"status {args.status}"] if args.status else []
+        wanted += [f"workflow {args.workflow!r}"] if args.workflow else []
+        which = f" ({', '.join(wanted)})" if wanted else ""
+        consoles.out.print(Text(f"no runs in {target.describe()}{which}"), soft_wrap=True)
+    return EXIT_OK
+
+
+def _add_store_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--store", default=None, metavar="URL_OR_PATH", help=f"{STORE_HELP} ({HISTORY_DEFAULT})"
+    )
+
+
+def _add_runs(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser(
+        "runs",
+        parents=[common],
+        help="list the runs of a run store (default: the run history)",
+        description="List runs, newest first: id, workflow, status, start, duration, "
+        "tasks done/failed/total.",
+        epilog="example: aioflow runs --status failed --limit 10",
+    )
+    _add_store_option(p)
+    p.add_argument("--status", choices=sorted(RUN_STATUSES), default=None, help="only these runs")
+    p.add_argument("--workflow", default=None, metavar="NAME", help="only runs of this workflow")
+    p.add_argument(
+        "--limit",
+        type=_natural,
+        default=50,
+        metavar="N",
+        help="at most N runs, the newest (default 50; 0 for all)",
+    )
+    p.add_argument("--json", action="store_true", help="print the runs as one JSON document")
+    p.set_defaults(command=cmd_runs)
+
+
+# --- aioflow inspect -----------------------------------------------------------------
+
+
+def cmd_inspect(args: argparse.Namespace, consoles: Consoles) -> int:
+    """Show one run: summary, journal timeline, error snapshot of each failed attempt."""
+    target = _read_target(args.store)
+    inspection = _run_loop(read_run(target, args.run_id))
+    if args.json:
+        consoles.out.out(to_json(inspect_document(inspection)), highlight=False)
+    else:
+        for part in inspect_view(inspection, limit=args.limit or None):
+            consoles.out.print(part)
+    if inspection.warning:
+        consoles.err.print(
+            Text.assemble(
+                ("warning ", "bold yellow"),
+                "the run's journal could not be decoded here, so its inputs and error "
+                f"snapshots are not shown: {inspection.warning}",
+            ),
+            soft_wrap=True,
+        )
+    return EXIT_OK
+
+
+def _add_inspect(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser(
+        "inspect",
+        parents=[common],
+        help="show a run: its timeline and the error of each failed attempt",
+        description="Show one run of a run store: its summary, its journal's timeline, "
+        "and for each failed attempt its error snapshot (exception type, message, "
+        "traceback, attempt, arguments, worker).",
+        epilog="example: aioflow inspect 5916ee92 --json",
+    )
+    p.add_argument("run_id", metavar="RUN_ID", help="the run's id, or its first characters")
+    _add_store_option(p)
+    p.add_argument(
+        "--limit",
+        type=_natural,
+        default=200,
+        metavar="N",
+        help="show the last N records of the timeline (default 200; 0 for all; --json: all)",
+    )
+    p.add_argument("--json", action="store_true", help="print the run as one JSON document")
+    p.set_defaults(command=cmd_inspect)
+
+
+# --- aioflow purge -------------------------------------------------------------------
+
+
+def cmd_purge(args: argparse.Namespace, consoles: Consoles) -> int:
+    """Remove the finished runs older than ``--older-than`` from a store."""
+    seconds = parse_duration(args.older_than)
+    target = _read_target(args.store)
+    purged = _run_loop(purge_runs(target, seconds, args.status))
+    if args.json:
+        doc = {
+            "store": target.describe(),
+            "purged": purged,
+            "older_than": seconds,
+            "status": args.status,
+        }
+        consoles.out.out(to_json(doc), highlight=False)
+    else:
+        which = f"{args.status} " if args.status else "finished "
+        consoles.out.print(
+            Text(
+                f"purged {purged} {which}run{'' if purged == 1 else 's'} older than "
+                f"{format_duration(seconds)} from {target.describe()}"
+            ),
+            soft_wrap=True,
+        )
+    return EXIT_OK
+
+
+def _add_purge(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser(
+        "purge",
+        parents=[common],
+        help="remove old finished runs from a run store (default: the run history)",
+        description="Remove the runs that finished more than --older-than ago, with "
+        "their journals; running runs are never removed. Prints how many were.",
+        epilog="example: aioflow purge --older-than 7d --status succeeded",
+    )
+    p.add_argument(
+        "--older-than",
+        required=True,
+        metavar="DURATION",
+        help="e.g. 7d, 12h, 1h30m, 2w (a bare number is seconds)",
+    )
+    p.add_argument(
+        "--status", choices=sorted(FINAL_RUN_STATUSES), default=None, help="only these runs"
+    )
+    _add_store_option(p)
+    p.add_argument("--json", action="store_true", help="print the count as one JSON document")
+    p.set_defaults(command=cmd_purge)
 
 
 # --- aioflow graph -------------------------------------------------------------------
 
 
 def cmd_graph(args: argparse.Namespace, consoles: Consoles) -> int:
-    """Print a workflow's graph as Mermaid or Graphviz DOT."""
+    """Check a workflow's graph as a run would, then print it as Mermaid or Graphviz DOT."""
     wf = load_workflow(args.target)
+    wf.validate()  # a static cycle, a duplicate name...: exit 2, like `aioflow run`
     text = wf.to_dot() if args.format == "dot" else wf.to_mermaid()
     consoles.out.out(text, end="", highlight=False)
     return EXIT_OK
@@ -227,6 +509,9 @@ def _add_graph(subparsers: Any, common: argparse.ArgumentParser) -> None:
 SUBCOMMANDS: tuple[Callable[[Any, argparse.ArgumentParser], None], ...] = (
     _add_run,
     _add_resume,
+    _add_runs,
+    _add_inspect,
+    _add_purge,
     _add_graph,
 )
 

@@ -1,7 +1,8 @@
 """TaskContext: what one task execution knows about its run.
 
-One context is made per task execution (per attempt loop of one iteration); it is
-never shared between tasks that run at the same time. Control requests made
+One context is made per task attempt, on the side that executes it (in-process, on
+a worker, in a container); it is never shared between tasks that run at the same
+time, and it cannot be pickled. Control requests made
 through it (``next_iteration``, ``next_task``, ``terminate_workflow``,
 ``cancel_workflow``) are recorded on the context and carried out by the scheduler
 when the task's execution ends, so they are safe from worker threads too.
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar, final
 
 import anyio.from_thread
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
     from .task import Task
 
-__all__ = ["ControlRequests", "RunAccess", "TaskContext", "current_context"]
+__all__ = ["ControlRequests", "RunAccess", "TaskContext", "current_context", "new_context"]
 
 S = TypeVar("S")
 
@@ -93,13 +94,14 @@ class TaskContext(metaclass=NoPublicConstructor):
         channel: Channel,
         run: RunAccess,
         iteration: int = 1,
+        attempt: int = 1,
         max_cycles: int = 100,
         worker_id: str | None = None,
         save_checkpoint: Callable[[], Any] | None = None,
     ) -> None:
         self.run_id = run_id
         self.task_name = task_name
-        self.attempt = 1
+        self.attempt = attempt
         self.iteration = iteration
         self.max_cycles = max_cycles
         self.channel = channel
@@ -231,15 +233,44 @@ class TaskContext(metaclass=NoPublicConstructor):
         except RuntimeError:
             return  # not in an anyio worker thread: async code is cancelled at awaits
 
-    def _begin_attempt(self, attempt: int) -> None:
-        self.attempt = attempt
-        self._log = None  # rebound with the new attempt on first use
+    def __reduce__(self) -> NoReturn:
+        raise TypeError(
+            "a TaskContext cannot be pickled: it belongs to one task execution and holds "
+            "the run's live channel; pass the values you need (ctx.run_id, results) instead"
+        )
 
     def __repr__(self) -> str:
         return (
             f"<TaskContext run={self.run_id} task={self.task_name} "
             f"attempt={self.attempt} iteration={self.iteration}>"
         )
+
+
+def new_context(
+    run_id: str,
+    task_name: str,
+    channel: Channel,
+    run: RunAccess,
+    iteration: int,
+    attempt: int,
+    max_cycles: int,
+    worker_id: str | None,
+    save_checkpoint: Callable[[], Any] | None,
+) -> TaskContext:
+    """A context for one attempt (internal: the fast twin of ``TaskContext._create``)."""
+    ctx: TaskContext = object.__new__(TaskContext)
+    ctx.run_id = run_id
+    ctx.task_name = task_name
+    ctx.attempt = attempt
+    ctx.iteration = iteration
+    ctx.max_cycles = max_cycles
+    ctx.channel = channel
+    ctx.worker_id = worker_id
+    ctx.requests = None
+    ctx._run = run
+    ctx._log = None
+    ctx._save_checkpoint = save_checkpoint
+    return ctx
 
 
 def current_context() -> TaskContext:

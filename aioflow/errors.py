@@ -79,14 +79,15 @@ class AioflowError(Exception):
         return f"[{self.code}] {self.message}\n  hint: {self.hint}"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Keep keyword-only context when errors cross process boundaries.
-        return (_rebuild_error, (type(self), self.message, self.__dict__.copy()))
+        # Keep keyword-only context when errors cross process boundaries. The state is
+        # applied after the error exists, so a run's error may refer to its result,
+        # which refers back to the error.
+        return (_rebuild_error, (type(self), self.message), self.__dict__.copy())
 
 
-def _rebuild_error(cls: type[AioflowError], message: str, state: dict[str, Any]) -> AioflowError:
+def _rebuild_error(cls: type[AioflowError], message: str) -> AioflowError:
     err = cls.__new__(cls)
     Exception.__init__(err, message)
-    err.__dict__.update(state)
     return err
 
 

@@ -58,7 +58,7 @@ class Composable(ABC):
     __slots__ = ()
 
     @abstractmethod
-    def _heads(self) -> Sequence[Task[..., Any]]:
+    def _heads(self) -> Sequence[Task[..., Any] | ParallelGroup]:
         """The nodes an edge into this leads to."""
 
     @abstractmethod
@@ -85,36 +85,58 @@ class Composable(ABC):
 class Flow(Composable):
     """A composed fragment, ``a >> b``: enters at ``first``, leaves at ``last``.
 
-    Its parts are registered in the graph it was built in; registering it in
-    another graph walks its parts (iteratively: chains can be very long).
+    Its parts and the edges its ``>>`` made (by node name) are registered in the graph
+    it was built in; registering it in another graph (``wf.add(flow)``) adds the same
+    parts and edges there, walking the fragment iteratively: chains can be very long.
     """
 
-    __slots__ = ("_first", "_graph", "_last")
+    __slots__ = ("_edges", "_first", "_graph", "_last")
 
-    def __init__(self, first: Composable, last: Composable, graph: TaskGraph) -> None:
+    def __init__(
+        self,
+        first: Composable,
+        last: Composable,
+        graph: TaskGraph,
+        edges: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         self._first = first
         self._last = last
         self._graph = graph
+        self._edges = edges  # made by the >> joining first and last, in order
 
-    def _heads(self) -> Sequence[Task[..., Any]]:
-        return self._first._heads()
+    def _heads(self) -> Sequence[Task[..., Any] | ParallelGroup]:
+        return _end(self, first=True)._heads()
 
     def _tails(self) -> Sequence[Task[..., Any] | ParallelGroup]:
-        return self._last._tails()
+        return _end(self, first=False)._tails()
 
     def _register(self, graph: TaskGraph) -> None:
         if graph is self._graph:
             return
-        stack: list[Composable] = [self]
+        # In the order the fragment was built: the parts of `first`, the parts of
+        # `last`, then the edges joining them (a post-order walk, without recursion).
+        stack: list[Composable | tuple[tuple[str, str], ...]] = [self]
         while stack:
             item = stack.pop()
-            if isinstance(item, Flow):
-                stack.extend((item._first, item._last))
+            if isinstance(item, tuple):
+                for edge in item:
+                    graph._add_edge(edge)
+            elif isinstance(item, Flow):
+                if item._graph is not graph:  # else: already there, edges and all
+                    stack.extend((item._edges, item._last, item._first))
             else:
                 item._register(graph)
 
     def __repr__(self) -> str:
-        return f"<Flow {self._first!r} >> ... >> {self._last!r}>"
+        return f"<Flow {_end(self, first=True)!r} >> ... >> {_end(self, first=False)!r}>"
+
+
+def _end(flow: Flow, *, first: bool) -> Composable:
+    """The first (or last) part of ``flow`` that is not a flow (no recursion)."""
+    item: Composable = flow
+    while isinstance(item, Flow):
+        item = item._first if first else item._last
+    return item
 
 
 class ParallelGroup(Composable):
@@ -152,8 +174,11 @@ class ParallelGroup(Composable):
         self._implicit = False
         return self
 
-    def _heads(self) -> Sequence[Task[..., Any]]:
-        return self.members
+    def _heads(self) -> Sequence[Task[..., Any] | ParallelGroup]:
+        # An empty group has no member to lead into: an edge into it leads to its
+        # barrier, which the engine judges (over zero members) once that edge's
+        # source is done; so `a >> parallel() >> b` still runs b after a.
+        return self.members or (self,)
 
     def _tails(self) -> Sequence[Task[..., Any] | ParallelGroup]:
         return (self,)
@@ -165,12 +190,28 @@ class ParallelGroup(Composable):
         return f"<ParallelGroup {self.name} {self.member_names} policy={self.policy!r}>"
 
 
+def _check_members(group: ParallelGroup) -> None:
+    """Raise WorkflowDefinitionError if ``group`` lists a task twice (``a | a``)."""
+    seen: set[str] = set()
+    for name in group.member_names:
+        if name in seen:
+            raise WorkflowDefinitionError(
+                f"group {group.name!r} lists task {name!r} more than once",
+                hint="A task is a member of a group once (it runs once); for another "
+                f"run of the same function add a copy: {name}.bind(name='{name}_2').",
+                task_name=name,
+            )
+        seen.add(name)
+
+
 def _members_of(item: Composable) -> list[Task[..., Any]]:
     if isinstance(item, ParallelGroup):
         return list(item.members)
     heads, tails = item._heads(), item._tails()
     if len(heads) == 1 and len(tails) == 1 and heads[0] is tails[0]:
-        return [heads[0]]
+        head = heads[0]
+        if not isinstance(head, ParallelGroup):  # chain(empty_group) is no task
+            return [head]
     raise WorkflowDefinitionError(
         f"a parallel group's members must be tasks, got {item!r}",
         hint="Group tasks with | or parallel(); chain inside a member with a separate >>.",
@@ -228,14 +269,45 @@ def _connect(left: Composable, right: Composable) -> Flow:
     graph = active_graph()
     left._register(graph)
     right._register(graph)
-    for tail in left._tails():
-        for head in right._heads():
-            graph.add_edge(tail.name, head.name)
+    heads = right._heads()
+    edges = tuple((tail.name, head.name) for tail in left._tails() for head in heads)
+    for edge in edges:
+        graph._add_edge(edge)
     if isinstance(right, ParallelGroup):
         right._implicit = False
     if isinstance(left, ParallelGroup):
         left._implicit = False
-    return Flow(left, right, graph)
+    return Flow(left, right, graph, edges)
+
+
+def _where(fn: Any) -> str:
+    """``module:qualname (file:line)`` of a task's function, as far as it is known."""
+    module = getattr(fn, "__module__", None) or "?"
+    qualname = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return f"{module}:{qualname}"
+    return f"{module}:{qualname} ({code.co_filename}:{code.co_firstlineno})"
+
+
+def _duplicate_hint(task: Task[..., Any], existing: Task[..., Any] | None) -> str:
+    name = task.name
+    if existing is None:  # the name is a group's
+        return (
+            f"A parallel group is already named {name!r}: give the group another name "
+            f"(parallel(..., name=...)) or the task one (@task(name=...) or .bind(name=...))."
+        )
+    if existing.fn is task.fn:  # a copy of one function (bind / with_options)
+        return (
+            "Task names must be unique in a workflow: use "
+            f"{name}.bind(name='another_name') for a second copy."
+        )
+    return (
+        f"Tasks of two different functions are both named {name!r}: {_where(existing.fn)} "
+        f"and {_where(task.fn)}. Task names must be unique in a workflow: give one of "
+        "them another name with @task(name='...') on its function (or "
+        ".bind(name='...') where it is a copy)."
+    )
 
 
 class TaskGraph:
@@ -270,8 +342,7 @@ class TaskGraph:
             self._problems.append(
                 WorkflowDefinitionError(
                     f"two different nodes are named {task.name!r}",
-                    hint="Task names must be unique in a workflow: use "
-                    f"{task.name}.bind(name='another_name') for a second copy.",
+                    hint=_duplicate_hint(task, existing),
                     task_name=task.name,
                 )
             )
@@ -302,9 +373,14 @@ class TaskGraph:
             self.add_edge(member.name, group.name)
 
     def add_edge(self, src: str, dst: str) -> None:
-        if (src, dst) in self._edges:
+        self._add_edge((src, dst))
+
+    def _add_edge(self, edge: tuple[str, str]) -> None:
+        # Takes the pair itself: the set keeps the tuple a Flow already holds.
+        if edge in self._edges:
             return
-        self._edges.add((src, dst))
+        self._edges.add(edge)
+        src, dst = edge
         self._version += 1
         self._add_node(src)
         self._add_node(dst)
@@ -316,16 +392,20 @@ class TaskGraph:
         members = set(group.member_names)
         if self.successors.get(group.name):
             return False
-        return not any(set(self.predecessors.get(m, ())) for m in members)
+        if any(p not in members for p in self.predecessors.get(group.name, ())):
+            return False
+        return not any(self.predecessors.get(m) for m in members)
 
     def discard_group(self, group: ParallelGroup) -> None:
         if self.groups.get(group.name) is not group:
             return
         self._version += 1
         del self.groups[group.name]
-        for member in group.members:
-            self._edges.discard((member.name, group.name))
-            self.successors[member.name].remove(group.name)
+        for member in group.member_names:
+            edge = (member, group.name)
+            if edge in self._edges:  # once, also for a member listed twice (a | a)
+                self._edges.discard(edge)
+                self.successors[member].remove(group.name)
         del self.successors[group.name]
         del self.predecessors[group.name]
 
@@ -392,8 +472,8 @@ class TaskGraph:
         """Check the graph; return a topological order (cached until the graph changes).
 
         Raises:
-            WorkflowDefinitionError: duplicate names, empty workflow, invalid group
-                policies, or a static cycle.
+            WorkflowDefinitionError: duplicate names, empty workflow, a group listing a
+                task twice, invalid group policies, or a static cycle.
         """
         if self._problems:
             raise self._problems[0]
@@ -402,6 +482,10 @@ class TaskGraph:
                 "the workflow has no tasks",
                 hint="Compose tasks inside the workflow block (a >> b) or use wf.add(task).",
             )
+        fresh = self._validated is not None and self._validated[0] == self._version
+        if not fresh:  # members never change after a group is made: once per version
+            for group in self.groups.values():
+                _check_members(group)
         for group in self.groups.values():
             try:
                 group.policy.validate(group.member_names)
@@ -411,7 +495,7 @@ class TaskGraph:
                     hint=getattr(exc, "hint", "Fix the group's policy."),
                     task_name=group.name,
                 ) from exc
-        if self._validated is None or self._validated[0] != self._version:
+        if self._validated is None or not fresh:
             self._validated = (self._version, self.topological_order())
         return list(self._validated[1])
 

@@ -54,6 +54,11 @@ class GroupPolicy(ABC):
     Subclass it for a custom policy: implement :meth:`evaluate`; override
     :meth:`fail_fast` to fail the group (and cancel the members still running) before
     every member has finished. Policies must be pure functions of the outcomes.
+
+    A group without members (``parallel(*[])``) is judged at once, by :meth:`evaluate`
+    over no outcomes, when its predecessors are done: ``"strict"`` and
+    ``"best_effort"`` succeed (its result is ``{}``); ``AtLeast(n)`` with ``n > 0`` is
+    refused by :meth:`validate` before anything runs.
     """
 
     @abstractmethod

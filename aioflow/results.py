@@ -188,8 +188,32 @@ class RunResult(metaclass=NoPublicConstructor):
     def get(self, name: str, default: Any = None) -> Any:
         return self.results.get(name, default)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Records are materialised: a pickled result does not need the run's nodes.
+        fields = {
+            "run_id": self.run_id,
+            "workflow": self.workflow,
+            "status": self.status,
+            "results": dict(self.results),
+            "tasks": dict(self.tasks),
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "duration": self.duration,
+            "output_name": self._output_name,
+            "reason": self.reason,
+        }
+        return (_rebuild_result, (fields,), {"error": self.error})
+
+    def __setstate__(self, state: Mapping[str, Any]) -> None:
+        self.error = state["error"]
+
     def __repr__(self) -> str:
         return (
             f"<RunResult {self.workflow} run_id={self.run_id} status={self.status.value} "
             f"duration={self.duration:.3f}s>"
         )
+
+
+def _rebuild_result(fields: dict[str, Any]) -> RunResult:
+    records: dict[str, TaskRecord] = fields.pop("tasks")
+    return RunResult._create(tasks=lambda: records, error=None, **fields)

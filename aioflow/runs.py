@@ -3,31 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
 import functools
 import os
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
-from typing import Any, final
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any, Literal, TypedDict, Unpack, final
+from urllib.parse import quote
 
 import anyio
 
 from ._util import NoPublicConstructor
+from .backends import Backend, MemoryBackend, open_backend
+from .backends.base import DEFAULT_MAX_CONCURRENCY
 from .channels import Channel, MemoryChannel
-from .checkpoint import Checkpointer, CheckpointMode, CheckpointStore, open_store
-from .engine import DEFAULT_MAX_CONCURRENCY, Scheduler
-from .errors import (
-    ConfigurationError,
-    RunStateError,
-)
+from .engine import Scheduler
+from .errors import CheckpointError, ConfigurationError, RunStateError
 from .events import Event
 from .handlers import Handler, InlineHandler
+from .instruments import Instruments
+from .journal import Journal, load_journal
+from .plan import check_inputs
 from .results import RunResult, RunStatistics, RunStatus, TaskRecord, TaskStatus
 from .serialization import Keyring
+from .stores import RunStore, open_run_store
 from .workflow import Workflow
 
 __all__ = [
     "RunHandle",
+    "RunOptions",
     "RunResult",
     "RunStatus",
     "TaskRecord",
@@ -38,64 +43,203 @@ __all__ = [
     "start",
 ]
 
-_MEMORY_BACKENDS = (None, "memory", "memory://")
+_DEFAULT_BACKEND = MemoryBackend()
 
 
-def _check_backend(backend: Any) -> None:
-    if backend in _MEMORY_BACKENDS:
-        return
-    # Payloads leaving the process must be signed with a configured key: refuse
-    # the public development key before anything else.
-    Keyring.from_env().require_production(backend=str(backend))
-    raise ConfigurationError(
-        f"unsupported backend {backend!r}",
-        hint='This version runs workflows in-process: use backend=None or "memory://".',
+CheckpointMode = Literal["task", "manual"]
+
+
+class RunOptions(TypedDict, total=False):
+    """The keyword options of :func:`run`, :func:`start` and :func:`resume`.
+
+    Attributes:
+        run_id: the run's id (default: a new uuid4 hex).
+        max_concurrency: how many tasks may run at once (default 1000; None for no
+            limit); ready tasks beyond it wait, highest ``priority`` first.
+        max_threads: how many sync tasks may run in worker threads at once (40).
+        channel: the channel to use (default: a new :class:`MemoryChannel`).
+        checkpoint: journal the run to this store, for :func:`resume`: a store URL
+            (``"sqlite:///path/runs.db"``; many runs may share one database), a path
+            (a SQLite database file), or a :class:`~aioflow.stores.RunStore`.
+        checkpoint_every: ``"task"`` (commit after every batch of finished tasks, and
+            at the end) or ``"manual"`` (only on ``await ctx.checkpoint()``, and at
+            the end).
+        keyring: signs checkpoints and payloads (default: ``AIOFLOW_SECRET_KEY`` from
+            the environment, else the local per-user key).
+        instruments: objects with hooks (``on_task_end``...) that observe the run
+            (see :mod:`aioflow.instruments`).
+        strict_inputs: refuse run inputs that no task has a parameter for (default
+            True); False allows them.
+    """
+
+    run_id: str | None
+    max_concurrency: int | None
+    max_threads: int
+    channel: Channel | None
+    checkpoint: str | os.PathLike[str] | RunStore | None
+    checkpoint_every: CheckpointMode
+    keyring: Keyring | None
+    instruments: Sequence[object]
+    strict_inputs: bool
+
+
+_OPTION_NAMES = frozenset(RunOptions.__annotations__)
+
+
+def _option_error(name: str) -> ConfigurationError:
+    close = difflib.get_close_matches(name, sorted(_OPTION_NAMES), n=1)
+    guess = f"did you mean {close[0]!r}? " if close else ""
+    return ConfigurationError(
+        f"unknown run option {name!r}",
+        hint=f"{guess}Run options are: {', '.join(sorted(_OPTION_NAMES))}.",
     )
+
+
+def _resolve_backend(backend: str | Backend | None) -> tuple[Backend, bool]:
+    """The backend to use, and whether the run owns it (opens and closes it)."""
+    if backend is None:
+        return _DEFAULT_BACKEND, False
+    if isinstance(backend, Backend):
+        return backend, False
+    if isinstance(backend, str):
+        return open_backend(backend), True
+    raise ConfigurationError(
+        f"backend= takes a URL or a Backend, got {type(backend).__name__}",
+        hint='For example backend="memory://" or backend="memory://?serialize=true".',
+    )
+
+
+def _check_int(name: str, value: object, *, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        allowed = "an int >= 1 or None" if optional else "an int >= 1"
+        raise ConfigurationError(f"{name} must be {allowed}, got {value!r}")
+
+
+def journal_store(target: object) -> tuple[RunStore, bool]:
+    """The run store ``checkpoint=`` names, and whether the run owns (opens, closes) it.
+
+    A store URL (``sqlite:///path/runs.db``, ``memory://``), a plain path (a SQLite
+    database file), or a :class:`~aioflow.stores.RunStore` (the caller's).
+
+    Raises:
+        ConfigurationError: anything else, or a bad URL.
+    """
+    if isinstance(target, RunStore):
+        return target, False
+    if isinstance(target, str | os.PathLike):
+        text = os.fspath(target)
+        if "://" not in text:
+            text = "sqlite:///" + quote(os.path.abspath(text).lstrip("/"))
+        return open_run_store(text), True
+    raise ConfigurationError(
+        f"checkpoint= takes a store URL, a path or a RunStore, got {type(target).__name__}",
+        hint='For example aioflow.run(wf, checkpoint="sqlite:///path/runs.db").',
+    )
+
+
+class _Prepared:
+    """A scheduler ready to run, and what it runs with that the run owns."""
+
+    __slots__ = ("owned", "scheduler")
+
+    def __init__(self, scheduler: Scheduler, owned: list[Any]) -> None:
+        self.scheduler = scheduler
+        self.owned = owned  # a backend and a store opened by the run, closed after it
+
+    async def execute(self) -> RunResult:
+        if not self.owned:
+            return await self.scheduler.execute()
+        async with AsyncExitStack() as stack:
+            for resource in self.owned:
+                await stack.enter_async_context(resource)
+            return await self.scheduler.execute()
 
 
 def _prepare(
     wf: Workflow,
-    *,
     inputs: Mapping[str, Any] | None,
-    backend: Any,
+    backend: str | Backend | None,
     handlers: Mapping[str, Handler] | None,
     max_steps: int | None,
-    run_id: str | None,
-    max_concurrency: int | None,
-    max_threads: int,
-    channel: Channel | None,
-    checkpoint: str | os.PathLike[str] | CheckpointStore | None = None,
-    checkpoint_every: CheckpointMode = "task",
-    keyring: Keyring | None = None,
-    emit: Any = None,
-) -> Scheduler:
+    options: Mapping[str, Any],
+    *,
+    extra: Sequence[object] = (),
+) -> _Prepared:
+    """Validate every argument, then plan the run (nothing runs before all is checked)."""
     if not isinstance(wf, Workflow):
         raise ConfigurationError(
             f"expected a Workflow, got {type(wf).__name__}",
             hint="Build one with `with aioflow.workflow('name') as wf: ...` and pass wf.",
         )
-    _check_backend(backend)
-    checkpointer = None
-    if checkpoint is not None:
-        checkpointer = Checkpointer(
-            open_store(checkpoint),
-            every=checkpoint_every,
-            keyring=keyring if keyring is not None else Keyring.from_env(),
+    for name in options:
+        if name not in _OPTION_NAMES:
+            raise _option_error(name)
+    if inputs is not None and not isinstance(inputs, Mapping):
+        raise ConfigurationError(
+            f"inputs must be a mapping of name -> value, got {type(inputs).__name__}",
+            hint="For example aioflow.run(wf, inputs={'n': 3}).",
         )
-    all_handlers: dict[str, Handler] = {"inline": InlineHandler(max_threads=max_threads)}
+    chosen, owns_backend = _resolve_backend(backend)  # an unknown scheme first, before keys
+    _check_int("max_steps", max_steps, optional=True)
+    max_concurrency = options.get("max_concurrency", DEFAULT_MAX_CONCURRENCY)
+    _check_int("max_concurrency", max_concurrency, optional=True)
+    channel = options.get("channel")
+    if channel is not None and not isinstance(channel, Channel):
+        raise ConfigurationError(f"channel must be a Channel, got {type(channel).__name__}")
+    if handlers is not None and (
+        not isinstance(handlers, Mapping)
+        or not all(isinstance(h, Handler) for h in handlers.values())
+    ):
+        raise ConfigurationError(
+            "handlers must map names to Handler instances",
+            hint='For example handlers={"box": DockerHandler("image:tag")}.',
+        )
+    instruments = options.get("instruments", ())
+    if isinstance(instruments, str | bytes) or not isinstance(instruments, Iterable):
+        raise ConfigurationError("instruments must be a list of objects with hooks")
+    run_id = options.get("run_id")
+    if run_id is not None and (not isinstance(run_id, str) or not run_id):
+        raise ConfigurationError(f"run_id must be a non-empty str, got {run_id!r}")
+    every = options.get("checkpoint_every", "task")
+    if every not in ("task", "manual"):
+        raise ConfigurationError(f"checkpoint_every must be 'task' or 'manual', got {every!r}")
+    keyring = options.get("keyring")
+    checkpoint = options.get("checkpoint")
+    owned: list[Any] = [chosen] if owns_backend else []
+    store: RunStore | None = None
+    if checkpoint is not None:
+        store, owns_store = journal_store(checkpoint)
+        if owns_store:
+            owned.append(store)
+    if store is not None or (keyring is None and chosen.remote):
+        keyring = keyring if keyring is not None else Keyring.from_env()
+    if chosen.remote:
+        assert keyring is not None
+        keyring.require_production(backend=chosen.describe())
+    all_handlers: dict[str, Handler] = {
+        "inline": InlineHandler(max_threads=options.get("max_threads", 40))
+    }
     all_handlers.update(handlers or {})
-    return Scheduler(
+    run_inputs = dict(inputs or {})
+    check_inputs(wf.graph.tasks, run_inputs, strict=options.get("strict_inputs", True))
+    run_id = run_id or uuid.uuid4().hex
+    scheduler = Scheduler(
         wf.graph,
         workflow=wf.name,
-        run_id=run_id or uuid.uuid4().hex,
-        inputs=inputs or {},
+        run_id=run_id,
+        inputs=run_inputs,
         handlers=all_handlers,
         channel=channel if channel is not None else MemoryChannel(),
+        backend=chosen,
         max_steps=max_steps,
         max_concurrency=max_concurrency,
-        emit=emit,
-        checkpointer=checkpointer,
+        instruments=Instruments([*instruments, *extra], run_id=run_id),
+        journal=None if store is None else Journal(store, keyring or Keyring.from_env(), run_id),
+        journal_every=every,
     )
+    return _Prepared(scheduler, owned)
 
 
 def _outcome(result: RunResult) -> RunResult:
@@ -110,105 +254,105 @@ def _outcome(result: RunResult) -> RunResult:
 async def run(
     wf: Workflow,
     inputs: Mapping[str, Any] | None = None,
-    backend: Any = None,
+    backend: str | Backend | None = None,
     handlers: Mapping[str, Handler] | None = None,
     max_steps: int | None = None,
-    *,
-    run_id: str | None = None,
-    max_concurrency: int | None = DEFAULT_MAX_CONCURRENCY,
-    max_threads: int = 40,
-    channel: Channel | None = None,
-    checkpoint: str | os.PathLike[str] | CheckpointStore | None = None,
-    checkpoint_every: CheckpointMode = "task",
-    keyring: Keyring | None = None,
+    **options: Unpack[RunOptions],
 ) -> RunResult:
     """Run ``wf`` to the end and return its :class:`RunResult`.
 
     Args:
         wf: the workflow.
         inputs: run inputs; fill task parameters of the same name.
-        backend: ``None`` or ``"memory://"`` (in-process).
+        backend: where tasks execute: ``None`` or ``"memory://"`` (in-process),
+            ``"memory://?serialize=true"`` (in-process through the full wire path),
+            or a :class:`~aioflow.backends.Backend`.
         handlers: extra handlers by name (``{"docker": DockerHandler(...)}``).
         max_steps: bound on task executions (iterations and dynamic tasks included);
             exceeding it fails the run with ``MaxStepsExceededError``.
-        run_id: the run's id (default: a new uuid4 hex).
-        max_concurrency: how many tasks may run at once (default 1000; None for no
-            limit); ready tasks beyond it wait, highest ``priority`` first.
-        max_threads: how many sync tasks may run in worker threads at once.
-        channel: the channel to use (default: a new :class:`MemoryChannel`).
-        checkpoint: a file path (or :class:`~aioflow.checkpoint.CheckpointStore`) to
-            snapshot the run to, for :func:`resume`.
-        checkpoint_every: ``"task"`` (after finished tasks, and at the end) or
-            ``"manual"`` (only on ``await ctx.checkpoint()``).
-        keyring: signs checkpoints (default: ``AIOFLOW_SECRET_KEY`` from the
-            environment, else the public development key).
+        options: see :class:`RunOptions` (``run_id``, ``max_concurrency``,
+            ``max_threads``, ``channel``, ``checkpoint``, ``checkpoint_every``,
+            ``keyring``, ``instruments``, ``strict_inputs``).
 
     Raises:
+        ConfigurationError: an invalid option or backend; nothing ran.
         WorkflowDefinitionError: the workflow is invalid; nothing ran.
         WorkflowFailedError: a task (or group, or a limit) failed the run; ``.result``
             is the partial result, ``__cause__`` the task's own exception.
         WorkflowCancelledError: the run was cancelled.
     """
-    scheduler = _prepare(
-        wf,
-        inputs=inputs,
-        backend=backend,
-        handlers=handlers,
-        max_steps=max_steps,
-        run_id=run_id,
-        max_concurrency=max_concurrency,
-        max_threads=max_threads,
-        channel=channel,
-        checkpoint=checkpoint,
-        checkpoint_every=checkpoint_every,
-        keyring=keyring,
-    )
-    return _outcome(await scheduler.execute())
+    prepared = _prepare(wf, inputs, backend, handlers, max_steps, options)
+    if not prepared.owned:  # one coroutine frame less on the scheduler's stack
+        return _outcome(await prepared.scheduler.execute())
+    return _outcome(await prepared.execute())
 
 
 async def resume(
-    source: str | os.PathLike[str] | CheckpointStore,
+    source: str | os.PathLike[str] | RunStore,
     wf: Workflow,
     handlers: Mapping[str, Handler] | None = None,
     max_steps: int | None = None,
-    *,
-    max_concurrency: int | None = DEFAULT_MAX_CONCURRENCY,
-    max_threads: int = 40,
-    channel: Channel | None = None,
-    checkpoint: str | os.PathLike[str] | CheckpointStore | None = None,
-    checkpoint_every: CheckpointMode = "task",
-    keyring: Keyring | None = None,
+    **options: Unpack[RunOptions],
 ) -> RunResult:
-    """Continue the run checkpointed at ``source``; finished tasks are not run again.
+    """Continue the journaled run ``run_id`` of ``source``; finished tasks do not run again.
 
-    The run keeps its run id and inputs. Tasks that were pending, running, or had
-    failed the run start again from their first attempt. The resumed run goes on
-    checkpointing to ``checkpoint`` (default: ``source``).
+    ``source`` is the store the run was journaled to (``checkpoint=`` of the run):
+    a store URL (``"sqlite:///path/runs.db"``), a path, or a ``RunStore``. Without
+    ``run_id``, the store must hold exactly one unfinished run of ``wf`` (one whose
+    process died; else one that failed or was cancelled). The run keeps its run id
+    and inputs and goes on journaling to ``source``. Tasks that were running when the
+    process died run again (at-least-once); a run that failed or was cancelled goes
+    on from where it stopped, the task that failed it from its first attempt. Other
+    options as :func:`run`.
 
     Raises:
-        CheckpointError: missing, corrupt or tampered checkpoint (left untouched), or
-            one written by another workflow.
+        CheckpointError: no such run (or several, without ``run_id``), a run that
+            succeeded, a journal written by another workflow, or one that is
+            corrupt or tampered with (left as it is).
         WorkflowFailedError, WorkflowCancelledError: as :func:`run`.
     """
-    store = open_store(source)
-    keys = keyring if keyring is not None else Keyring.from_env()
-    snapshot = await Checkpointer(store, keyring=keys).load()
-    scheduler = _prepare(
-        wf,
-        inputs=snapshot["inputs"],
-        backend=None,
-        handlers=handlers,
-        max_steps=max_steps,
-        run_id=snapshot["run_id"],
-        max_concurrency=max_concurrency,
-        max_threads=max_threads,
-        channel=channel,
-        checkpoint=checkpoint if checkpoint is not None else store,
-        checkpoint_every=checkpoint_every,
-        keyring=keys,
+    store, owns_store = journal_store(source)
+    async with AsyncExitStack() as stack:
+        if owns_store:
+            await stack.enter_async_context(store)
+        keyring = options.get("keyring")
+        keys = keyring if keyring is not None else Keyring.from_env()
+        run_id = options.pop("run_id", None) or await _unfinished_run(store, wf.name)
+        recorded = await load_journal(store, run_id, keys)
+        if recorded.info.status == "succeeded":
+            raise CheckpointError(
+                f"run {run_id} succeeded: there is nothing left to resume",
+                hint="Start a new run with aioflow.run(); `aioflow runs` lists the store's runs.",
+                run_id=run_id,
+            )
+        settings: dict[str, Any] = {**options, "keyring": keys, "run_id": run_id}
+        settings["checkpoint"] = store  # the run's own store, opened here
+        settings["strict_inputs"] = False  # the inputs are the run's own
+        prepared = _prepare(wf, recorded.inputs, None, handlers, max_steps, settings)
+        prepared.scheduler.replay(recorded)  # checks the workflow before anything changes
+        await store.reopen_run(run_id)
+        return _outcome(await prepared.execute())
+
+
+async def _unfinished_run(store: RunStore, workflow: str) -> str:
+    runs = await store.list_runs(workflow=workflow, limit=None)
+    for wanted in ({"running"}, {"failed", "cancelled"}):
+        found = [info for info in runs if info.status in wanted]
+        if len(found) == 1:
+            return found[0].run_id
+        if found:
+            listed = ", ".join(f"{info.run_id} ({info.status})" for info in found[:5])
+            raise CheckpointError(
+                f"{store.describe()} holds {len(found)} unfinished runs of workflow "
+                f"{workflow!r}: {listed}{', ...' if len(found) > 5 else ''}",
+                hint="Say which: aioflow.resume(store, wf, run_id=...) or "
+                "`aioflow resume --run-id RUN_ID`; `aioflow runs` lists them.",
+            )
+    raise CheckpointError(
+        f"{store.describe()} holds no unfinished run of workflow {workflow!r}",
+        hint="Resume a run that was started with checkpoint= pointing at this store; "
+        "`aioflow runs --store URL` lists what it holds.",
     )
-    scheduler.restore(snapshot)
-    return _outcome(await scheduler.execute())
 
 
 def run_sync(wf: Workflow, inputs: Mapping[str, Any] | None = None, **kwargs: Any) -> RunResult:
@@ -237,6 +381,7 @@ class RunHandle(metaclass=NoPublicConstructor):
         self._wakeup: anyio.Event | None = None
         self._done = anyio.Event()
         self._result: RunResult | None = None
+        self._failed_to_start: Exception | None = None
         self._retrieved = False
 
     @property
@@ -265,10 +410,11 @@ class RunHandle(metaclass=NoPublicConstructor):
             self._wakeup.set()
             self._wakeup = None
 
-    async def _drive(self) -> None:
-        assert self._scheduler is not None
+    async def _drive(self, prepared: _Prepared) -> None:
         try:
-            self._result = await self._scheduler.execute()
+            self._result = await prepared.execute()
+        except Exception as exc:  # the run could not start (its store refused it...)
+            self._failed_to_start = exc
         finally:
             self._done.set()
             if self._wakeup is not None:
@@ -283,6 +429,8 @@ class RunHandle(metaclass=NoPublicConstructor):
         """Wait for the end of the run; its result (raises like :func:`run`)."""
         await self._done.wait()
         self._retrieved = True
+        if self._failed_to_start is not None:
+            raise self._failed_to_start
         if self._result is None:
             raise RunStateError("the run ended without a result (its caller was cancelled)")
         return _outcome(self._result)
@@ -336,17 +484,10 @@ class _EventIterator:
 async def start(
     wf: Workflow,
     inputs: Mapping[str, Any] | None = None,
-    backend: Any = None,
+    backend: str | Backend | None = None,
     handlers: Mapping[str, Handler] | None = None,
     max_steps: int | None = None,
-    *,
-    run_id: str | None = None,
-    max_concurrency: int | None = DEFAULT_MAX_CONCURRENCY,
-    max_threads: int = 40,
-    channel: Channel | None = None,
-    checkpoint: str | os.PathLike[str] | CheckpointStore | None = None,
-    checkpoint_every: CheckpointMode = "task",
-    keyring: Keyring | None = None,
+    **options: Unpack[RunOptions],
 ) -> AsyncIterator[RunHandle]:
     """Start ``wf`` in the background: ``async with aioflow.start(wf) as handle:``.
 
@@ -355,36 +496,40 @@ async def start(
     ``handle.result()``); leaving it with an exception cancels the run first.
 
     Raises:
-        WorkflowDefinitionError: the workflow is invalid; nothing ran.
+        ConfigurationError, WorkflowDefinitionError: invalid options or workflow;
+            nothing ran.
     """
     handle = RunHandle._create()
-    handle._scheduler = _prepare(
-        wf,
-        inputs=inputs,
-        backend=backend,
-        handlers=handlers,
-        max_steps=max_steps,
-        run_id=run_id,
-        max_concurrency=max_concurrency,
-        max_threads=max_threads,
-        channel=channel,
-        checkpoint=checkpoint,
-        checkpoint_every=checkpoint_every,
-        keyring=keyring,
-        emit=handle._on_event,
+    prepared = _prepare(
+        wf, inputs, backend, handlers, max_steps, options, extra=(_Recorder(handle),)
     )
+    handle._scheduler = prepared.scheduler
     error: BaseException | None = None
     async with anyio.create_task_group() as tg:
-        tg.start_soon(handle._drive)
+        tg.start_soon(handle._drive, prepared)
         try:
             yield handle
         except BaseException as exc:
             # Cancel the run, and re-raise the block's own exception once the task
             # group is closed, so it is not wrapped in an exception group.
             error = exc
-            handle._scheduler.cancel("the start() block raised")
+            prepared.scheduler.cancel("the start() block raised")
     if error is not None:
         raise error
+    if handle._failed_to_start is not None and not handle._retrieved:
+        raise handle._failed_to_start  # itself, not wrapped in an exception group
     result = handle._result
     if not handle._retrieved and result is not None and result.status is RunStatus.FAILED:
         _outcome(result)  # a failure nobody looked at must not end silently
+
+
+class _Recorder:
+    """The instrument that feeds a handle's event history."""
+
+    __slots__ = ("_handle",)
+
+    def __init__(self, handle: RunHandle) -> None:
+        self._handle = handle
+
+    def on_event(self, event: Event) -> None:
+        self._handle._on_event(event)

@@ -61,7 +61,8 @@ class Workflow:
         """Check the graph now (runs do it anyway).
 
         Raises:
-            WorkflowDefinitionError: duplicate names, a static cycle, an empty workflow...
+            WorkflowDefinitionError: duplicate names, a group listing a task twice, a
+                static cycle, an empty workflow...
         """
         self.graph.validate()
 

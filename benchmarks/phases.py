@@ -3,9 +3,15 @@
 ``benchmarks/inprocess.py`` times ``await aioflow.run(wf)`` as a whole. This script
 splits that time for the same no-op shapes, to show which part grows faster than the
 number of tasks. It uses the engine's internal entry points (``aioflow.runs._prepare``
-and ``Scheduler.execute``), so it may need updating when those change.
+and the prepared run's ``execute``), so it may need updating when those change.
 
     .venv/bin/python benchmarks/phases.py [--sizes 10000,100000] [--repeat 5]
+        [--shapes fanout,chain,far_ancestor]
+
+Shapes: ``fanout`` (src >> parallel(n tasks) >> sink), ``chain`` (n tasks in a row) and
+``far_ancestor`` (``src`` then a chain of n tasks that each take ``src``'s result by
+parameter name, so every parameter comes from a far ancestor: the case that made
+planning quadratic before it was planned over the whole graph at once).
 
 Prints one JSON line per (shape, size): the median of ``--repeat`` runs of the plan
 seconds, the execute seconds, and tasks/s for the whole run and for execution alone.
@@ -38,32 +44,32 @@ async def noop() -> None:
     return None
 
 
+@task
+async def use(src: None) -> None:
+    return None
+
+
 def build(shape: str, n: int) -> aioflow.Workflow:
     with workflow(shape) as wf:
-        nodes = [noop.bind(name=f"t{i}") for i in range(n)]
         if shape == "chain":
-            chain(*nodes)
-        else:
+            chain(*[noop.bind(name=f"t{i}") for i in range(n)])
+        elif shape == "far_ancestor":
+            chain(noop.bind(name="src"), *[use.bind(name=f"c{i}") for i in range(n)])
+        elif shape == "fanout":
+            nodes = [noop.bind(name=f"t{i}") for i in range(n)]
             noop.bind(name="src") >> parallel(*nodes) >> noop.bind(name="sink")
+        else:
+            raise SystemExit(f"unknown shape {shape!r}: use fanout, chain or far_ancestor")
     return wf
 
 
 def measure(wf: aioflow.Workflow) -> tuple[float, float]:
     gc.collect()
     t0 = time.perf_counter()
-    scheduler = _prepare(
-        wf,
-        inputs=None,
-        backend=None,
-        handlers=None,
-        max_steps=None,
-        run_id=None,
-        max_concurrency=aioflow.runs.DEFAULT_MAX_CONCURRENCY,
-        max_threads=40,
-        channel=None,
-    )
+    # wf, inputs, backend, handlers, max_steps, run options: as aioflow.run(wf) does.
+    prepared = _prepare(wf, None, None, None, None, {"max_threads": 40})
     t1 = time.perf_counter()
-    anyio.run(scheduler.execute)
+    anyio.run(prepared.execute)
     return t1 - t0, time.perf_counter() - t1
 
 
@@ -82,7 +88,7 @@ def main() -> None:
                 plans.append(plan)
                 runs.append(execute)
             plan_s, exec_s = statistics.median(plans), statistics.median(runs)
-            tasks = n + 2 if shape == "fanout" else n
+            tasks = {"fanout": n + 2, "far_ancestor": n + 1}.get(shape, n)
             record: dict[str, Any] = {
                 "kind": "phases",
                 "shape": shape,

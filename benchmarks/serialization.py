@@ -52,8 +52,7 @@ from aioflow.serialization import (
     encode_result,
     encode_value,
 )
-from aioflow.serialization.codec import pack, unpack
-from aioflow.serialization.envelope import PayloadKind, VerifiedBody
+from aioflow.serialization.codec import VerifiedBody, pack, unpack
 
 KEYRING = Keyring("benchmark-key-0123456789abcdefghijklmnopqrstuvwxyz")
 
@@ -130,7 +129,6 @@ def typical_call() -> TaskCall:
         ref=TaskRef("json:dumps"),  # an importable function: travels by name
         args=args,
         attempt=1,
-        deadline=time.time() + 300,
         options={"timeout": 30.0, "retries": 3, "queue": "default", "priority": 5},
         trace={"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
         workflow="etl",
@@ -239,7 +237,7 @@ def bench_signing(seconds: float, repeats: int) -> list[dict[str, Any]]:
 
         def plain_roundtrip(v: Any = value) -> Any:
             packed = pack(v, allow_pickle=False, root="value")
-            verified = VerifiedBody(memoryview(packed), PayloadKind.VALUE)
+            verified = VerifiedBody(memoryview(packed))
             return unpack(verified, allow_pickle=False, what="value")
 
         def signed_roundtrip(v: Any = value) -> Any:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -112,6 +114,76 @@ with workflow("cancelling") as cancelling:
     cancelling.add(stop)
 
 
+@task
+async def slow_first() -> str:
+    await anyio.sleep(0.05)
+    return "first"
+
+
+@task
+async def fast_second() -> str:
+    return "second"
+
+
+@task
+async def flaky() -> int:
+    raise ConnectionError("mirror down")
+
+
+@task
+async def report(tolerant: dict) -> list[str]:
+    return sorted(tolerant)
+
+
+with workflow("tolerant") as tolerant_wf:
+    parallel(slow_first, fast_second, flaky, name="tolerant", policy="best_effort") >> report
+
+
+@task
+async def late() -> str:
+    await anyio.sleep(0.05)
+    return "late"
+
+
+@task
+async def early() -> str:
+    return "early"
+
+
+with workflow("ordered") as ordered:
+    ordered.add(late, early)
+
+
+@task
+async def crash(ctx: TaskContext) -> None:
+    raise RuntimeError("disk full")
+
+
+with workflow("crashing") as crashing:
+    ok >> crash
+
+
+@task
+def fetch(marker: str) -> int:
+    with open(marker + ".log", "a") as log:
+        log.write("fetch\\n")
+    return 1
+
+
+@task
+def flaky_once(fetch: int, marker: str) -> int:
+    try:
+        with open(marker, "x") as first:  # the first attempt of all fails
+            first.write("failed once")
+    except FileExistsError:
+        return fetch + 1
+    raise ConnectionError("mirror down")
+
+
+with workflow("once") as once:
+    fetch >> flaky_once
+
+
 not_a_workflow = 42
 """
 
@@ -120,6 +192,7 @@ not_a_workflow = 42
 def plain_output(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Wide, colourless, non-terminal output; imports made by a test are forgotten."""
     monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.delenv("AIOFLOW_HISTORY_RETENTION", raising=False)
     for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
         monkeypatch.delenv(name, raising=False)
     path, modules = sys.path[:], set(sys.modules)
@@ -519,28 +592,98 @@ def test_ctrl_c_cancels_the_run_and_exits_130(tmp_path: Path) -> None:
 # --- aioflow resume ------------------------------------------------------------------
 
 
-def test_run_with_checkpoint_then_resume(
+def resume_line(store: Path | str, target: str, run_id: str | None = None) -> str:
+    """The resume command the CLI prints, as a user would type it."""
+    line = f"aioflow resume {shlex.quote(str(store))} {shlex.quote(target)}"
+    return line if run_id is None else f"{line} --run-id {run_id}"
+
+
+def printed_resume_command(err: str) -> list[str]:
+    """The argv of the ``aioflow resume ...`` command printed on stderr (without "aioflow")."""
+    match = re.search(
+        r"continue it with: (aioflow resume .+? --run-id [0-9a-f]+)", " ".join(err.split())
+    )
+    assert match is not None, err
+    argv = shlex.split(match.group(1))
+    assert argv[0] == "aioflow"
+    return argv[1:]
+
+
+def test_failed_run_then_the_printed_resume_command_continues_it(
     capsys: pytest.CaptureFixture[str], flows: str, tmp_path: Path
 ) -> None:
-    ckpt = tmp_path / "arith.ckpt"
-    code, _, _ = run_cli(capsys, "run", f"{flows}:arith", "-i", "n=5", "--checkpoint", str(ckpt))
-    assert code == 0 and ckpt.exists()
-    code, out, _ = run_cli(capsys, "resume", str(ckpt), f"{flows}:arith", "--json")
-    assert code == 0
+    store, target = f"sqlite://{tmp_path}/runs.db", f"{flows}:once"
+    marker = tmp_path / "marker"
+    code, out, err = run_cli(capsys, "run", target, "-i", f"marker={marker}", "--checkpoint", store)
+    assert code == cli.EXIT_FAILED
+    assert "[aioflow.workflow_failed] task 'flaky_once' failed" in err
+    (run_id,) = re.findall(r"run ([0-9a-f]{32})", out)
+    assert f"continue it with: {resume_line(store, target, run_id)}" in err
+    assert (tmp_path / "marker.log").read_text() == "fetch\n"
+
+    code, out, err = run_cli(capsys, *printed_resume_command(err), "--json")
+    assert code == cli.EXIT_OK, err
     doc = json.loads(out)
-    assert doc["results"] == {"double": 10, "describe": "value: 10"}
-    assert doc["tasks"]["double"]["executions"] == 1  # finished before: not run again
+    assert doc["run_id"] == run_id  # the same run, continued
+    assert doc["status"] == "succeeded"
+    assert doc["results"] == {"fetch": 1, "flaky_once": 2}
+    assert (tmp_path / "marker.log").read_text() == "fetch\n"  # finished before: not run again
+    assert "continue it with" not in err
+
+    code, _, err = run_cli(capsys, "resume", store, target, "--run-id", run_id)
+    assert code == cli.EXIT_USAGE  # it succeeded: nothing left to resume
+    assert "[aioflow.checkpoint]" in err and "nothing left to resume" in err
 
 
-def test_resume_of_a_damaged_checkpoint_is_a_usage_error(
+def test_resume_without_run_id_takes_the_one_unfinished_run(
     capsys: pytest.CaptureFixture[str], flows: str, tmp_path: Path
 ) -> None:
-    ckpt = tmp_path / "bad.ckpt"
-    ckpt.write_bytes(b"this is not a checkpoint")
-    code, _, err = run_cli(capsys, "resume", str(ckpt), f"{flows}:arith")
+    store, target = tmp_path / "runs.db", f"{flows}:once"  # a plain path: a SQLite file
+    code, _, err = run_cli(
+        capsys, "run", target, "-i", f"marker={tmp_path / 'm'}", "--checkpoint", str(store)
+    )
+    assert code == cli.EXIT_FAILED
+    assert resume_line(store, target) in err  # the path as it was given
+    code, out, _ = run_cli(capsys, "resume", str(store), target, "--json")
+    assert code == cli.EXIT_OK and json.loads(out)["status"] == "succeeded"
+
+
+def test_resume_takes_a_run_id_prefix(
+    capsys: pytest.CaptureFixture[str], flows: str, tmp_path: Path
+) -> None:
+    store, target = f"sqlite://{tmp_path}/runs.db", f"{flows}:once"
+    for name in ("a", "b"):  # two unfinished runs: resume must be told which
+        args = ("-i", f"marker={tmp_path / name}", "--checkpoint", store, "--json")
+        code, out, _ = run_cli(capsys, "run", target, *args)
+        assert code == cli.EXIT_FAILED
+    run_id = json.loads(out)["run_id"]
+    code, _, err = run_cli(capsys, "resume", store, target)
+    assert code == cli.EXIT_USAGE
+    assert "holds 2 unfinished runs" in err and "--run-id" in err
+    code, out, _ = run_cli(capsys, "resume", store, target, "--run-id", run_id[:10], "--json")
+    assert code == cli.EXIT_OK
+    assert json.loads(out)["run_id"] == run_id
+
+
+def test_resume_of_a_damaged_store_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], flows: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "bad.db"
+    path.write_bytes(b"this is not a run store")
+    code, _, err = run_cli(capsys, "resume", str(path), f"{flows}:arith")
     assert code == 2
     assert "[aioflow.checkpoint]" in err and "hint:" in err
-    assert ckpt.read_bytes() == b"this is not a checkpoint"
+    assert path.read_bytes() == b"this is not a run store"
+
+
+def test_resume_of_a_missing_store_creates_nothing(
+    capsys: pytest.CaptureFixture[str], flows: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "nothing-here.db"
+    code, out, err = run_cli(capsys, "resume", f"sqlite://{path}", f"{flows}:arith")
+    assert code == 2 and out == ""
+    assert f"there is no run store at {path}" in err and "hint:" in err
+    assert not path.exists()
 
 
 def test_results_table_of_a_wide_run_is_capped() -> None:
@@ -554,3 +697,184 @@ def test_results_table_of_a_wide_run_is_capped() -> None:
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert sum(1 for line in text.splitlines() if line.startswith("│ t")) == 5
     assert "… 55 more" in text and "--json" in text
+
+
+# --- run --checkpoint: a run store, shared by many runs; say how to resume -------------
+
+
+def test_cancelled_journaled_run_prints_the_resume_command(
+    capsys: pytest.CaptureFixture[str], flows: str, tmp_path: Path
+) -> None:
+    store, target = f"sqlite://{tmp_path}/runs.db", f"{flows}:cancelling"
+    code, out, err = run_cli(capsys, "run", target, "--checkpoint", store, "--json")
+    assert code == cli.EXIT_CANCELLED
+    assert resume_line(store, target, json.loads(out)["run_id"]) in err
+
+
+def test_many_runs_share_one_store(
+    capsys: pytest.CaptureFixture[str], flows: str, tmp_path: Path
+) -> None:
+    store = f"sqlite://{tmp_path}/runs.db"
+    ids = []
+    for target in ("arith", "arith", "crashing"):  # a store never overwrites a run
+        code, out, _ = run_cli(capsys, "run", f"{flows}:{target}", "--checkpoint", store, "--json")
+        assert code == (cli.EXIT_OK if target == "arith" else cli.EXIT_FAILED)
+        ids.append(json.loads(out)["run_id"])
+    code, out, _ = run_cli(capsys, "runs", "--store", store, "--json")
+    assert code == 0
+    runs = json.loads(out)["runs"]
+    assert [r["run_id"] for r in runs] == ids[::-1]  # newest first
+    assert [r["status"] for r in runs] == ["failed", "succeeded", "succeeded"]
+
+
+def test_a_journaled_run_is_not_in_the_history(
+    capsys: pytest.CaptureFixture[str], flows: str, tmp_path: Path, aioflow_home: Path
+) -> None:
+    store = f"sqlite://{tmp_path}/runs.db"
+    assert run_cli(capsys, "run", f"{flows}:arith", "--checkpoint", store)[0] == 0
+    assert not (aioflow_home / "runs.db").exists()  # the store given is the journal
+
+
+def test_run_refuses_a_file_that_is_not_a_run_store(
+    capsys: pytest.CaptureFixture[str], flows: str, tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my precious notes")
+    code, out, err = run_cli(capsys, "run", f"{flows}:arith", "--checkpoint", str(notes))
+    assert code == cli.EXIT_USAGE and out == ""  # nothing ran
+    assert "[aioflow.checkpoint]" in err and "hint:" in err
+    assert notes.read_text() == "my precious notes"
+
+
+@pytest.mark.parametrize(
+    ("store", "message"),
+    [
+        ("redis://localhost/0", "not available yet"),
+        ("ftp://host/runs.db", "unknown scheme"),
+        ("sqlite:///tmp/x.db?frobnicate=1", "unknown option"),
+    ],
+)
+def test_run_with_a_bad_store_url_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], flows: str, store: str, message: str
+) -> None:
+    code, out, err = run_cli(capsys, "run", f"{flows}:arith", "--checkpoint", store)
+    assert code == cli.EXIT_USAGE and out == ""
+    assert "[aioflow.configuration]" in err and message in err
+
+
+def test_run_journaled_in_memory_prints_no_resume_command(
+    capsys: pytest.CaptureFixture[str], flows: str
+) -> None:
+    code, _, err = run_cli(capsys, "run", f"{flows}:crashing", "--checkpoint", "memory://")
+    assert code == cli.EXIT_FAILED
+    assert "disk full" in err and "aioflow resume" not in err  # nothing durable to resume
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery is POSIX")
+def test_ctrl_c_of_a_journaled_run_prints_the_resume_command(tmp_path: Path) -> None:
+    (tmp_path / "waits.py").write_text(
+        textwrap.dedent(
+            """
+            import anyio
+            from aioflow import task, workflow
+
+            @task
+            async def wait() -> None:
+                print("started", flush=True)
+                await anyio.sleep_forever()
+
+            with workflow("waits") as wf:
+                wf.add(wait)
+            """
+        )
+    )
+    store, target = f"sqlite://{tmp_path}/runs.db", f"{tmp_path}/waits.py:wf"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aioflow", "run", target, "--checkpoint", store],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "started\n"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert "interrupted" in err
+    argv = printed_resume_command(err)
+    assert argv[:3] == ["resume", store, target]
+    runs = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "aioflow", "runs", "--store", store, "--json"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+    )["runs"]
+    assert [(r["run_id"], r["status"]) for r in runs] == [(argv[-1], "cancelled")]
+
+
+# --- what a run that succeeded reports ---------------------------------------------------
+
+
+def test_success_with_tolerated_failures_names_them_on_stderr(
+    capsys: pytest.CaptureFixture[str], flows: str
+) -> None:
+    code, out, err = run_cli(capsys, "run", f"{flows}:tolerant_wf")
+    assert code == 0
+    assert "✓ tolerant succeeded" in out
+    assert "the run succeeded, but not every task did (1 failed)" in err
+    assert "  flaky: ConnectionError: mirror down" in err
+    code, out, err = run_cli(capsys, "run", f"{flows}:tolerant_wf", "--json")
+    assert code == 0 and json.loads(out)["status"] == "succeeded"  # stdout stays one document
+    assert "flaky: ConnectionError: mirror down" in err
+
+
+def test_success_without_failures_is_quiet_on_stderr(
+    capsys: pytest.CaptureFixture[str], flows: str
+) -> None:
+    code, _, err = run_cli(capsys, "run", f"{flows}:ordered")
+    assert code == 0 and err == ""
+
+
+def test_results_print_in_definition_order_not_completion_order(
+    capsys: pytest.CaptureFixture[str], flows: str
+) -> None:
+    code, out, _ = run_cli(capsys, "run", f"{flows}:ordered", "--json")
+    assert code == 0
+    assert list(json.loads(out)["results"]) == ["late", "early"]
+    code, out, _ = run_cli(capsys, "run", f"{flows}:tolerant_wf", "--json")
+    assert list(json.loads(out)["results"]) == ["slow_first", "fast_second", "tolerant", "report"]
+    code, out, _ = run_cli(capsys, "run", f"{flows}:tolerant_wf")
+    rows = [line.split("│")[1].strip() for line in out.splitlines() if line.startswith("│ ")]
+    assert rows == ["slow_first", "fast_second", "tolerant", "report"]
+
+
+def test_graph_validates_like_run(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "cyclic.py").write_text(
+        textwrap.dedent(
+            """
+            from aioflow import task, workflow
+
+            @task
+            async def a() -> None: ...
+
+            @task
+            async def b() -> None: ...
+
+            with workflow("cyclic") as wf:
+                a >> b >> a
+            """
+        )
+    )
+    code, out, err = run_cli(capsys, "graph", f"{tmp_path}/cyclic.py:wf")
+    assert code == cli.EXIT_USAGE
+    assert out == ""
+    assert "[aioflow.definition]" in err and "cycle" in err
+    assert (code, "[aioflow.definition]" in err) == (
+        run_cli(capsys, "run", f"{tmp_path}/cyclic.py:wf")[0],
+        True,
+    )

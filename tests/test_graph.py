@@ -208,3 +208,34 @@ def test_unnamed_groups_are_named_by_their_workflow_in_order() -> None:
     first, second = build(), build()
     assert list(first.groups) == list(second.groups) == ["group_1", "group_2"]
     assert list(noise.groups) == ["group_1"]
+
+
+def test_a_long_chain_can_be_led_into_and_printed_without_recursion() -> None:
+    with workflow("w") as wf:
+        long = chain(*[a.bind(name=f"t{i}") for i in range(3_000)])
+        b >> long
+    assert ("b", "t0") in edges(wf)
+    assert repr(long) == "<Flow <Task t0> >> ... >> <Task t2999>>"
+
+
+def test_wf_add_of_a_flow_registers_its_parts_in_definition_order() -> None:
+    with workflow("w1"):
+        flow = a >> (b | c) >> d
+    with workflow("w2") as w2:
+        w2.add(flow)
+    assert list(w2.tasks) == ["a", "b", "c", "d"]
+    (group,) = w2.groups
+    assert edges(w2) == {
+        ("a", "b"),
+        ("a", "c"),
+        ("b", group),
+        ("c", group),
+        (group, "d"),
+    }
+
+
+def test_wf_add_of_a_flow_into_its_own_workflow_changes_nothing() -> None:
+    with workflow("w") as wf:
+        flow = a >> b
+        wf.add(flow)
+    assert edges(wf) == {("a", "b")}

@@ -59,7 +59,7 @@ async def test_strict_first_failure_fails_group_and_cancels_siblings() -> None:
     assert isinstance(err, WorkflowFailedError)
     assert cancelled.is_set()
     assert err.group == "fan"
-    assert err.outcomes == {"hangs": "pending", "bad": "failed"}
+    assert err.outcomes == {"hangs": "cancelled", "bad": "failed"}  # as its record says
     assert isinstance(err.errors["bad"], RuntimeError)
     assert isinstance(err.__cause__, RuntimeError)
     assert err.result is not None

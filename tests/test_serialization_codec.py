@@ -22,13 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from serialization_helpers import Color, Level, Mode, Outer, Pair, Perm, Point, Slotted, same
 
 from aioflow.errors import AioflowError, SerializationError
-from aioflow.serialization import (
-    PayloadKind,
-    _pickling,
-    decode_value,
-    encode_value,
-    sign_payload,
-)
+from aioflow.serialization import PayloadKind, decode_value, encode_value, refs
 
 KR = h.keyring()
 
@@ -40,7 +34,7 @@ def roundtrip(value: Any, *, allow_pickle: bool = False) -> Any:
 
 def signed_value_body(obj: Any) -> bytes:
     """A VALUE payload whose msgpack body is ``obj`` packed as is (crafted wire forms)."""
-    return sign_payload(msgpack.packb(obj, use_bin_type=True), KR, kind=PayloadKind.VALUE)
+    return h.sign(msgpack.packb(obj, use_bin_type=True), PayloadKind.VALUE)
 
 
 @pytest.fixture
@@ -48,7 +42,7 @@ def no_unpickling(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(data: Any) -> Any:
         raise AssertionError("unpickled although it must not")
 
-    monkeypatch.setattr(_pickling, "unpickle_verified", refuse)
+    monkeypatch.setattr(refs, "unpickle_verified", refuse)
 
 
 # --- round trips ------------------------------------------------------------------------
@@ -343,7 +337,7 @@ def test_decoder_only_constructs_real_enums_and_dataclasses(
 )
 def test_malformed_wire_forms_are_serialization_errors(body: Any) -> None:
     packed = msgpack.packb(body, use_bin_type=True, strict_types=False)
-    data = sign_payload(packed, KR, kind=PayloadKind.VALUE)
+    data = h.sign(packed, PayloadKind.VALUE)
     with pytest.raises(SerializationError):
         decode_value(data, KR, allow_pickle=False)
 
@@ -352,6 +346,39 @@ def test_every_error_is_an_aioflow_error_with_code_and_hint() -> None:
     with pytest.raises(AioflowError) as info:
         encode_value(object(), KR, allow_pickle=False)
     assert info.value.code == "aioflow.serialization" and info.value.hint
+
+
+def test_the_codec_reads_only_verified_bodies() -> None:
+    from aioflow.serialization.codec import unpack
+
+    for raw in (msgpack.packb([1]), memoryview(msgpack.packb([1]))):
+        with pytest.raises(SerializationError, match="verified envelope"):
+            unpack(raw, allow_pickle=True, what="value")  # type: ignore[arg-type]
+
+
+def test_unpickle_verified_is_the_only_unpickling_and_only_decoders_reach_it() -> None:
+    package = Path(__file__).resolve().parents[1] / "aioflow" / "serialization"
+    loads: list[str] = []
+    callers: list[str] = []
+    for path in sorted(package.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for function in ast.walk(tree):
+            if not isinstance(function, ast.FunctionDef):
+                continue
+            where = f"{path.stem}.{function.name}"
+            for node in ast.walk(function):
+                name = node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", None)
+                if name in ("loads", "load", "Unpickler"):
+                    loads.append(where)
+                if name == "unpickle_verified":
+                    callers.append(where)
+    assert loads == ["refs.unpickle_verified"]
+    # The decoder's ext hook (pickled values), the error of a result, pickled code.
+    assert sorted(set(callers)) == [
+        "codec.ext_hook",
+        "refs.ref_from_verified_wire",
+        "results._error_from_wire",
+    ]
 
 
 def test_package_is_a_leaf_that_never_imports_the_engine() -> None:

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import pickle
 import struct
+from pathlib import Path
 from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
@@ -19,17 +20,20 @@ from aioflow.errors import (
     SerializationError,
 )
 from aioflow.serialization import (
-    DEFAULT_MAX_PAYLOAD_BYTES,
-    DEVELOPMENT_KEY,
-    HEADER_SIZE,
     Keyring,
     PayloadKind,
-    _pickling,
+    TaskCall,
+    TaskRef,
+    TaskResult,
+    decode_call,
+    decode_result,
     decode_value,
+    encode_call,
+    encode_result,
     encode_value,
-    sign_payload,
-    verify_payload,
+    refs,
 )
+from aioflow.serialization.envelope import DEFAULT_MAX_PAYLOAD_BYTES, HEADER_SIZE
 
 KR = h.keyring()
 
@@ -41,13 +45,13 @@ def no_unpickling(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(data: Any) -> Any:
         raise AssertionError("unpickled although it must not")
 
-    monkeypatch.setattr(_pickling, "unpickle_verified", refuse)
+    monkeypatch.setattr(refs, "unpickle_verified", refuse)
     monkeypatch.setattr(pickle, "loads", refuse)
 
 
 def test_layout_is_magic_version_kind_key_id_length_tag_body() -> None:
     body = b"hello body"
-    data = sign_payload(body, KR, kind=PayloadKind.VALUE)
+    data = h.sign(body, PayloadKind.VALUE)
     assert len(data) == HEADER_SIZE + len(body) == 48 + len(body)
     magic, version, kind, key_id, length = struct.unpack(">2sBB8sI", data[:16])
     assert (magic, version, kind, length) == (b"AF", 1, PayloadKind.VALUE, len(body))
@@ -55,7 +59,9 @@ def test_layout_is_magic_version_kind_key_id_length_tag_body() -> None:
     assert key_id == hmac.new(key, b"aioflow/key-id/v1", hashlib.sha256).digest()[:8]
     assert data[16:48] == hmac.new(key, data[:16] + body, hashlib.sha256).digest()
     assert data[48:] == body
-    assert verify_payload(data, KR, kind=PayloadKind.VALUE) == body
+    assert h.body_of(data, PayloadKind.VALUE) == body
+    value = encode_value(["x", 1], KR, allow_pickle=False)
+    assert h.body_of(value, PayloadKind.VALUE) == msgpack.packb(["x", 1])  # the body: msgpack
 
 
 def test_key_id_does_not_reveal_the_key() -> None:
@@ -137,13 +143,20 @@ def test_newer_envelope_version_is_refused_with_upgrade_hint() -> None:
 
 
 def test_kind_is_signed_so_a_payload_cannot_be_read_as_another_kind() -> None:
-    data = sign_payload(b"x", KR, kind=PayloadKind.VALUE)
+    data = encode_value("x", KR, allow_pickle=False)
     with pytest.raises(SerializationError, match="holds a VALUE, expected a CALL"):
-        verify_payload(data, KR, kind=PayloadKind.CALL)
+        decode_call(data, KR)
     forged = bytearray(data)
     forged[3] = PayloadKind.CALL
     with pytest.raises(PayloadSignatureError):
-        verify_payload(bytes(forged), KR, kind=PayloadKind.CALL)
+        decode_call(bytes(forged), KR)
+    # A correctly signed envelope of a kind that does not exist (0 was the raw "blob").
+    key = h.KEY.encode()
+    key_id = hmac.new(key, b"aioflow/key-id/v1", hashlib.sha256).digest()[:8]
+    head = struct.pack(">2sBB8sI", b"AF", 1, 0, key_id, 1)
+    blob = head + hmac.new(key, head + b"x", hashlib.sha256).digest() + b"x"
+    with pytest.raises(SerializationError, match="holds a kind 0, expected a VALUE"):
+        decode_value(blob, KR, allow_pickle=False)
 
 
 def test_bytes_like_inputs_are_accepted_and_others_refused() -> None:
@@ -183,17 +196,16 @@ def test_from_env_reads_current_and_old_keys() -> None:
         "AIOFLOW_MAX_PAYLOAD_BYTES": "1_000_000",
     }
     ring = Keyring.from_env(env)
-    assert ring.key_id == KR.key_id and not ring.is_development
+    assert ring.key_id == KR.key_id and not ring.is_local
     assert ring.key_ids == (KR.key_id, Keyring(h.OLD_KEY).key_id, Keyring(h.OTHER_KEY).key_id)
     assert ring.max_payload_bytes == 1_000_000
 
 
-def test_from_env_without_key_is_the_development_keyring() -> None:
-    ring = Keyring.from_env({})
-    assert ring.is_development
-    assert ring.key_id == Keyring.development().key_id
+def test_from_env_without_key_is_the_local_keyring(tmp_path: Path) -> None:
+    ring = Keyring.from_env({"AIOFLOW_HOME": str(tmp_path)})
+    assert ring.is_local
+    assert ring.key_id == Keyring.local(tmp_path).key_id
     assert ring.max_payload_bytes == DEFAULT_MAX_PAYLOAD_BYTES
-    assert Keyring.from_env({"AIOFLOW_SECRET_KEY": DEVELOPMENT_KEY.decode()}).is_development
 
 
 @pytest.mark.parametrize(
@@ -225,14 +237,14 @@ def test_from_env_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Keyring(h.KEY).max_payload_bytes == 4096  # the constructor reads the limit too
 
 
-def test_development_key_is_only_for_the_in_process_backend() -> None:
-    dev = Keyring.development()
-    assert dev.is_development
-    dev.require_production(backend="memory")
-    dev.require_production(backend="memory://")
+def test_local_key_is_only_for_the_in_process_backend() -> None:
+    local = Keyring.local()
+    assert local.is_local
+    local.require_production(backend="memory")
+    local.require_production(backend="memory://")
     for backend in ("redis", "redis://:hunter2@cache:6379/0", "docker"):
         with pytest.raises(ConfigurationError) as info:
-            dev.require_production(backend=backend)
+            local.require_production(backend=backend)
         assert "hunter2" not in str(info.value)  # URLs may hold passwords
         assert "AIOFLOW_SECRET_KEY" in info.value.hint
     KR.require_production(backend="redis://cache:6379/0")
@@ -249,21 +261,39 @@ def test_keyring_cannot_be_pickled_or_sent() -> None:
 
 
 def test_too_large_payload_is_refused_on_encode_never_truncated() -> None:
-    with pytest.raises(PayloadTooLargeError) as info:
-        encode_value(b"x" * 2000, KR, allow_pickle=False, max_payload_bytes=1000)
-    assert "1000" in str(info.value) and "reference" in info.value.hint
     small = Keyring(h.KEY, max_payload_bytes=1000)
-    with pytest.raises(PayloadTooLargeError):
+    with pytest.raises(PayloadTooLargeError) as info:
         encode_value(b"x" * 2000, small, allow_pickle=False)
+    assert "1000" in str(info.value) and "reference" in info.value.hint
+    for encode in (
+        lambda: encode_call(TaskCall(run_id="r", task_name="t", ref=TaskRef("m:f"),
+                                     args={"x": b"x" * 2000}), small),
+        lambda: encode_result(TaskResult(call_id="c", run_id="r", task_name="t",
+                                         value=b"x" * 2000), small),
+    ):  # fmt: skip
+        with pytest.raises(PayloadTooLargeError):
+            encode()
 
 
 def test_too_large_payload_is_refused_on_decode_before_verification() -> None:
     data = encode_value(b"x" * 2000, KR, allow_pickle=False)
     with pytest.raises(PayloadTooLargeError):
-        decode_value(data, KR, allow_pickle=False, max_payload_bytes=1000)
+        decode_value(data, Keyring(h.KEY, max_payload_bytes=1000), allow_pickle=False)
+    small = Keyring(h.KEY, max_payload_bytes=4096)
     with pytest.raises(PayloadTooLargeError):  # garbage, but too large: size first
-        decode_value(b"\x00" * 5000, Keyring(h.KEY, max_payload_bytes=4096), allow_pickle=False)
-    assert len(decode_value(data, KR, allow_pickle=False, max_payload_bytes=len(data))) == 2000
+        decode_value(b"\x00" * 5000, small, allow_pickle=False)
+    for decode in (decode_call, decode_result):
+        with pytest.raises(PayloadTooLargeError):
+            decode(b"\x00" * 5000, small)
+    exact = Keyring(h.KEY, max_payload_bytes=len(data))
+    assert len(decode_value(data, exact, allow_pickle=False)) == 2000
+
+
+@pytest.mark.parametrize("limit", [0, -1, 2**32, True, 1.5, "lots"])
+def test_invalid_size_limits_are_configuration_errors(limit: Any) -> None:
+    with pytest.raises(ConfigurationError, match="max_payload_bytes") as info:
+        Keyring(h.KEY, max_payload_bytes=limit)
+    assert "AIOFLOW_MAX_PAYLOAD_BYTES" in info.value.hint
 
 
 def test_size_limit_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,9 +1,11 @@
 """Bad input never crashes the decoders, and nothing unsigned is ever unpickled.
 
-Seeded mutation loops (fast, reproducible) feed 330,000 inputs; hypothesis adds
-5,000 more. Every input must end in an ``AioflowError`` subclass (or, for
-correctly signed bodies, possibly in a value) - never another exception, never
-a hang (pytest-timeout), and the unpickler entry point is never reached.
+Seeded mutation loops (reproducible) feed 330,000 inputs in the ``slow`` run
+(``pytest -m slow``: :func:`test_fuzz_volume_is_at_least_100k` counts what the
+decoders were actually handed); hypothesis adds 5,000 more there. The default run
+feeds a sample of each loop. Every input must end in an ``AioflowError`` subclass
+(or, for correctly signed bodies, possibly in a value) - never another exception,
+never a hang (pytest-timeout), and the unpickler entry point is never reached.
 """
 
 from __future__ import annotations
@@ -23,26 +25,29 @@ from hypothesis import strategies as st
 
 from aioflow.errors import AioflowError, PayloadSignatureError
 from aioflow.serialization import (
-    HEADER_SIZE,
     PayloadKind,
     TaskCall,
     TaskRef,
     TaskResult,
-    _pickling,
     decode_call,
     decode_result,
     decode_value,
     encode_call,
     encode_result,
     encode_value,
-    importing,
-    sign_payload,
-    verify_payload,
+    refs,
 )
 
 ENVELOPE_CASES = 100_000
 BODY_CASES = 200_000
 RANDOM_CASES = 30_000
+#: Inputs per loop in the default run (the slow run feeds the full volume above).
+SAMPLE_CASES = 2_000
+#: The volume the security docs promise.
+VOLUME_FLOOR = 100_000
+
+#: Inputs actually handed to a decoder or verifier so far, by any test of this module.
+fed = [0]
 
 KR = h.keyring()
 
@@ -70,7 +75,7 @@ def _call() -> TaskCall:
         args={"a": [1, (2, 3)], "o": Opaque(1), "c": h.Color.RED, "p": h.Point(1, 2)},
         options={"timeout": 1.0},
         trace={"traceparent": "00-1-2-01"},
-        deadline=1.0,
+        iteration=2,
     )
 
 
@@ -85,8 +90,13 @@ def _base_payloads() -> list[tuple[PayloadKind, bytes]]:
                                                 ref=TaskRef.from_callable(h.module_task)), KR)),
         (PayloadKind.RESULT, encode_result(TaskResult.succeeded(call, Opaque(4)), KR)),
         (PayloadKind.RESULT, encode_result(TaskResult.failed(call, error), KR)),
+        (PayloadKind.RESULT, encode_result(TaskResult.succeeded(
+            call, None, worker_id="w", started_at=1.0, finished_at=2.0,
+            requests={"iterate": True, "data": Opaque(5), "next": [["t", False]]}), KR)),
         (PayloadKind.CHANNEL, encode_value({"n": 1}, KR, allow_pickle=True,
                                            kind=PayloadKind.CHANNEL)),
+        (PayloadKind.CHECKPOINT, encode_value({"run": (1, h.Level.LOW)}, KR, allow_pickle=True,
+                                              kind=PayloadKind.CHECKPOINT)),
     ]  # fmt: skip
 
 
@@ -139,7 +149,7 @@ def unpickle_spy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         calls.append(len(data))
         raise AssertionError("unpickling reached")
 
-    monkeypatch.setattr(_pickling, "unpickle_verified", refuse)
+    monkeypatch.setattr(refs, "unpickle_verified", refuse)
     monkeypatch.setattr(pickle, "loads", refuse)
     return calls
 
@@ -153,26 +163,28 @@ def no_new_imports(monkeypatch: pytest.MonkeyPatch) -> None:
             return sys.modules[name]
         raise ImportError(f"fuzz: importing {name!r} is not allowed")
 
-    monkeypatch.setattr(importing, "importlib", types.SimpleNamespace(import_module=import_module))
+    monkeypatch.setattr(refs, "importlib", types.SimpleNamespace(import_module=import_module))
 
 
 def _decode(kind: PayloadKind, data: bytes, *, allow: bool) -> None:
+    fed[0] += 1
     if kind is PayloadKind.CALL:
         call = decode_call(data, KR, allow_pickle=allow, allow_pickled_code=allow)
         call.ref.resolve()
     elif kind is PayloadKind.RESULT:
-        decode_result(data, KR, allow_pickle=allow).unwrap()
+        result = decode_result(data, KR, allow_pickle=allow)
+        if result.error is not None:  # what the receiver raises
+            raise result.error.to_exception(run_id=result.run_id)
     else:
         decode_value(data, KR, allow_pickle=allow, kind=kind)
 
 
-def test_mutated_envelopes_are_refused_before_anything_is_decoded(
-    unpickle_spy: list[int],
-) -> None:
+def feed_mutated_envelopes(cases: int) -> None:
+    """Mutate signed payloads ``cases`` times; every mutation must fail its signature."""
     rng = random.Random(20240501)
     bases = _base_payloads()
     count = 0
-    while count < ENVELOPE_CASES:
+    while count < cases:
         kind, original = rng.choice(bases)
         data = mutate(rng, original)
         if data == original:
@@ -186,20 +198,17 @@ def test_mutated_envelopes_are_refused_before_anything_is_decoded(
             # Only a size/kind problem may come before the signature check.
             raise AssertionError(f"not a signature error: {exc!r} for {data[:64]!r}") from exc
         raise AssertionError(f"mutated payload was accepted: {data[:64]!r}")
-    assert count == ENVELOPE_CASES
-    assert unpickle_spy == []
 
 
-def test_mutated_signed_bodies_decode_or_fail_cleanly(
-    unpickle_spy: list[int], no_new_imports: None
-) -> None:
+def feed_mutated_bodies(cases: int) -> int:
+    """Sign ``cases`` mutated bodies; each decodes or fails cleanly. Returns how many decoded."""
     rng = random.Random(7)
-    bodies = [(kind, verify_payload(data, KR, kind=kind)) for kind, data in _base_payloads()]
+    bodies = [(kind, h.body_of(data, kind)) for kind, data in _base_payloads()]
     count = decoded = 0
-    while count < BODY_CASES:
+    while count < cases:
         kind, body = rng.choice(bodies)
         mutated = mutate(rng, body)
-        data = sign_payload(mutated, KR, kind=kind)  # signed: only the body is hostile
+        data = h.sign(mutated, kind)  # signed: only the body is hostile
         count += 1
         try:
             _decode(kind, data, allow=False)
@@ -208,29 +217,60 @@ def test_mutated_signed_bodies_decode_or_fail_cleanly(
             pass
         except Exception as exc:  # pragma: no cover - the failure this test exists for
             raise AssertionError(f"{type(exc).__name__}: {exc} for body {mutated[:80]!r}") from exc
-    assert count == BODY_CASES
-    assert unpickle_spy == []  # pickled values and code were refused, never unpickled
-    assert 0 < decoded < BODY_CASES  # the corpus exercised both outcomes
+    return decoded
 
 
-def test_random_bytes_are_refused(unpickle_spy: list[int]) -> None:
+def feed_random_bytes(cases: int) -> None:
+    """``cases`` random byte strings (a third behind a valid header start): all refused."""
     rng = random.Random(99)
     kinds = list(PayloadKind)
     prefix = encode_value(None, KR, allow_pickle=False)[:16]  # a valid header start
-    for index in range(RANDOM_CASES):
+    for index in range(cases):
         size = rng.choice((0, 1, 16, 47, 48, 49, 64, 300, 4096))
         data = rng.randbytes(size)
         if index % 3 == 0:
             data = prefix + data
         kind = rng.choice(kinds)
         try:
-            if kind in (PayloadKind.BLOB, PayloadKind.CHECKPOINT):
-                verify_payload(data, KR, kind=kind)
-            else:
-                _decode(kind, data, allow=True)
+            _decode(kind, data, allow=True)
         except PayloadSignatureError:
             continue
         raise AssertionError(f"random bytes not refused: {data[:64]!r}")
+
+
+def test_mutated_envelopes_are_refused_before_anything_is_decoded(
+    unpickle_spy: list[int],
+) -> None:
+    before = fed[0]
+    feed_mutated_envelopes(SAMPLE_CASES)
+    assert fed[0] - before == SAMPLE_CASES
+    assert unpickle_spy == []
+
+
+def test_mutated_signed_bodies_decode_or_fail_cleanly(
+    unpickle_spy: list[int], no_new_imports: None
+) -> None:
+    decoded = feed_mutated_bodies(SAMPLE_CASES)
+    assert unpickle_spy == []  # pickled values and code were refused, never unpickled
+    assert 0 < decoded < SAMPLE_CASES  # the corpus exercised both outcomes
+
+
+def test_random_bytes_are_refused(unpickle_spy: list[int]) -> None:
+    feed_random_bytes(SAMPLE_CASES)
+    assert unpickle_spy == []
+
+
+@pytest.mark.slow
+def test_fuzz_volume_is_at_least_100k(unpickle_spy: list[int], no_new_imports: None) -> None:
+    """The full volume, counted where the inputs reach the decoders (not where looped)."""
+    before = fed[0]
+    feed_mutated_envelopes(ENVELOPE_CASES)
+    decoded = feed_mutated_bodies(BODY_CASES)
+    feed_random_bytes(RANDOM_CASES)
+    total = fed[0] - before
+    assert total == ENVELOPE_CASES + BODY_CASES + RANDOM_CASES
+    assert total >= VOLUME_FLOOR, f"only {total} inputs reached the decoders"
+    assert 0 < decoded < BODY_CASES
     assert unpickle_spy == []
 
 
@@ -248,19 +288,20 @@ def guarded() -> Iterator[list[int]]:
             return sys.modules[name]
         raise ImportError(f"fuzz: importing {name!r} is not allowed")
 
-    saved = _pickling.unpickle_verified, vars(importing)["importlib"]
-    _pickling.unpickle_verified = refuse
-    setattr(importing, "importlib", types.SimpleNamespace(import_module=import_module))  # noqa: B010
+    saved = refs.unpickle_verified, vars(refs)["importlib"]
+    refs.unpickle_verified = refuse
+    setattr(refs, "importlib", types.SimpleNamespace(import_module=import_module))  # noqa: B010
     try:
         yield calls
     finally:
-        _pickling.unpickle_verified = saved[0]
-        setattr(importing, "importlib", saved[1])  # noqa: B010
+        refs.unpickle_verified = saved[0]
+        setattr(refs, "importlib", saved[1])  # noqa: B010
 
 
 _KINDS = st.sampled_from([PayloadKind.VALUE, PayloadKind.CALL, PayloadKind.RESULT])
 
 
+@pytest.mark.slow
 @settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.binary(max_size=400), _KINDS)
 def test_hypothesis_binary_is_refused(data: bytes, kind: PayloadKind) -> None:
@@ -269,14 +310,10 @@ def test_hypothesis_binary_is_refused(data: bytes, kind: PayloadKind) -> None:
     assert calls == []
 
 
+@pytest.mark.slow
 @settings(max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.binary(max_size=200), _KINDS)
 def test_hypothesis_signed_bodies_decode_or_fail_cleanly(body: bytes, kind: PayloadKind) -> None:
     with guarded() as calls, contextlib.suppress(AioflowError):
-        _decode(kind, sign_payload(body, KR, kind=kind), allow=False)
+        _decode(kind, h.sign(body, kind), allow=False)
     assert calls == []
-
-
-def test_fuzz_volume_is_at_least_100k() -> None:
-    assert ENVELOPE_CASES + BODY_CASES + RANDOM_CASES >= 100_000
-    assert HEADER_SIZE == 48

@@ -6,7 +6,7 @@ import dataclasses
 import itertools
 import json
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime, time
 from enum import Enum
 from typing import Any
@@ -21,9 +21,11 @@ __all__ = [
     "error_lines",
     "error_object",
     "jsonable",
+    "ordered_names",
     "results_table",
     "run_document",
     "summary",
+    "tolerated_lines",
     "type_name",
     "value_repr",
 ]
@@ -43,17 +45,47 @@ def value_repr(value: Any, limit: int = MAX_REPR) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def results_table(result: RunResult, *, limit: int = 50) -> Table:
-    """A two-column table: task (or group) name -> repr of its result.
+Groups = Mapping[str, Sequence[str]]
+
+
+def ordered_names(result: RunResult, groups: Groups | None = None) -> list[str]:
+    """The names in ``result.results`` in definition order, not in completion order.
+
+    Tasks come in the order of ``result.tasks`` (the run's order: definition order,
+    tasks added at run time last); a group (``groups`` maps its name to its members)
+    right after the last of its members; anything else last.
+    """
+    results = result.results
+    after: dict[str, list[str]] = {}
+    if groups:
+        position = {name: index for index, name in enumerate(result.tasks)}
+        for group, members in groups.items():
+            known = [m for m in members if m in position]
+            if group in results and known:
+                after.setdefault(max(known, key=position.__getitem__), []).append(group)
+    names: list[str] = []
+    for name in result.tasks:
+        if name in results:
+            names.append(name)
+        names.extend(after.get(name, ()))
+    if len(names) < len(results):
+        placed = set(names)
+        names.extend(name for name in results if name not in placed)
+    return names
+
+
+def results_table(result: RunResult, *, limit: int = 50, groups: Groups | None = None) -> Table:
+    """A two-column table: task (or group) name -> repr of its result, in definition order.
 
     At most ``limit`` rows: a wide run says how many more there are (``--json``
-    prints them all).
+    prints them all). ``groups`` (group name -> member names) places each group's
+    row after its members (see :func:`ordered_names`).
     """
     table = Table(title=f"{result.workflow} results", title_justify="left", expand=False)
     table.add_column("task", style="bold", no_wrap=True)
     table.add_column("result", overflow="fold")
-    for name, value in itertools.islice(result.results.items(), limit):
-        table.add_row(Text(name), Text(value_repr(value)))
+    for name in itertools.islice(ordered_names(result, groups), limit):
+        table.add_row(Text(name), Text(value_repr(result.results[name])))
     hidden = len(result.results) - limit
     if hidden > 0:
         table.add_row(
@@ -72,6 +104,38 @@ def summary(result: RunResult) -> Text:
     if result.reason:
         text.append(f" · {result.reason}", style="dim")
     return text
+
+
+def tolerated_lines(result: RunResult) -> list[Text]:
+    """For a run that succeeded anyway: each task that failed or was cancelled.
+
+    ``task: ErrorType: message`` per task (a group policy tolerated it, or the
+    workflow was terminated while it ran); nothing when every task succeeded.
+    """
+    if result.status is not RunStatus.SUCCEEDED:
+        return []
+    bad = [
+        record
+        for record in result.tasks.values()
+        if record.status is TaskStatus.FAILED or record.status is TaskStatus.CANCELLED
+    ]
+    if not bad:
+        return []
+    failed = sum(1 for record in bad if record.status is TaskStatus.FAILED)
+    counts = [f"{failed} failed"] if failed else []
+    if len(bad) > failed:
+        counts.append(f"{len(bad) - failed} cancelled")
+    lines = [
+        Text.assemble(
+            ("warning ", "bold yellow"),
+            f"the run succeeded, but not every task did ({' and '.join(counts)}):",
+        )
+    ]
+    for record in bad:
+        error = record.error
+        what = f"{type_name(error)}: {error}" if error is not None else record.status.value
+        lines.append(Text(f"  {record.name}: {what}"))
+    return lines
 
 
 def type_name(exc: BaseException) -> str:
@@ -129,17 +193,23 @@ def error_object(exc: BaseException) -> dict[str, Any]:
     return obj
 
 
-def run_document(result: RunResult | None, error: BaseException | None = None) -> dict[str, Any]:
-    """What ``aioflow run --json`` prints: the run, its results and tasks, the error."""
+def run_document(
+    result: RunResult | None, error: BaseException | None = None, *, groups: Groups | None = None
+) -> dict[str, Any]:
+    """What ``aioflow run --json`` prints: the run, its results and tasks, the error.
+
+    Results and tasks are in definition order (see :func:`ordered_names`).
+    """
     doc: dict[str, Any] = {}
     if result is not None:
+        results = result.results
         doc.update(
             run_id=result.run_id,
             workflow=result.workflow,
             status=result.status.value,
             reason=result.reason,
             duration=result.duration,
-            results=jsonable(dict(result.results)),
+            results=jsonable({name: results[name] for name in ordered_names(result, groups)}),
             tasks={
                 name: {
                     "status": r.status.value,

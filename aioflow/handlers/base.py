@@ -5,17 +5,25 @@ the task's ``handler`` option. A handler must:
 
 * return the task's value, or raise the task's own exception (unchanged, so the
   run can chain it);
-* be cancellable: when the engine cancels the call (timeout, run cancelled) the
-  handler stops the work and releases what it holds before returning (containers
-  are removed, threads are waited for);
+* be cancellable: when the engine cancels the call (timeout, ``cancel_task``, run
+  cancelled) the handler stops waiting for the work at once; what it cannot stop
+  at once (a thread, a container) it keeps accounting for and finishes or removes
+  before :meth:`aclose` returns;
 * hold no per-call state on itself: one handler serves many concurrent calls.
+
+Lifecycle: a run (or a worker) enters every handler it uses as an async context
+manager (``async with handler:``) and leaves it when it ends. Entries are counted,
+so one handler may serve several runs at once: it is opened on the first entry
+and closed (:meth:`aclose`) when the last one leaves. A closed handler opens
+again on the next entry.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
 
 if TYPE_CHECKING:
     from ..context import TaskContext
@@ -27,6 +35,8 @@ __all__ = ["Handler"]
 class Handler(ABC):
     """Executes task calls. Subclass it and pass it as ``run(..., handlers={"name": h})``."""
 
+    _entered: int = 0
+
     @abstractmethod
     async def execute(
         self,
@@ -37,5 +47,27 @@ class Handler(ABC):
     ) -> Any:
         """Run ``task`` with ``args``/``kwargs`` and return its value."""
 
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Acquire resources (clients, pools). Called on the first ``async with`` entry."""
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
-        """Release resources (clients, pools). Called by whoever created the handler."""
+        """Release resources and wait for work still accounted for (threads, containers).
+
+        Called when the last ``async with`` entry leaves; also callable directly.
+        """
+
+    async def __aenter__(self) -> Self:
+        if self._entered == 0:
+            await self.open()
+        self._entered += 1
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._entered -= 1
+        if self._entered == 0:
+            await self.aclose()

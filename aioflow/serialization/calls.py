@@ -5,17 +5,25 @@ connection, a lock or a backend: the worker rebuilds those from its own
 configuration.
 
 Wire form: a signed ``CALL`` envelope whose body is an msgpack array (positional,
-the most compact and fastest form; see :mod:`.schema` for versioning)::
+the most compact and fastest form)::
 
     [major, minor, call_id, run_id, task_name,
      ref,          # "module:qualname" | [name, pickled code bytes]
      args,         # bytes: a nested msgpack document, name -> value
-     attempt, deadline (float | nil), options {str: plain value},
-     trace {str: str}, workflow (str | nil), created_at (float),
+     attempt,
+     nil,          # reserved (a deadline in schema 1.0; timeouts travel in options)
+     options {str: plain value}, trace {str: str}, workflow (str | nil),
+     created_at (float),
+     iteration (int, schema 1.1),
      ...]          # fields appended by newer minor versions: ignored
 
 The arguments are a nested document (still inside the signed body), so a
 receiver that cannot decode them still knows which call failed.
+
+Versioning, shared with :mod:`.results`: both messages start with ``major,
+minor``. A newer *minor* version only appends fields, which older receivers
+ignore; a newer *major* version changes the meaning, and older receivers refuse
+it with a hint to upgrade.
 """
 
 from __future__ import annotations
@@ -23,22 +31,89 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field, fields
-from typing import Any, final
+from typing import Any, Final, TypeVar, final
 
 from ..errors import SerializationError
-from .codec import pack, unpack
-from .envelope import PayloadKind, VerifiedBody, open_envelope, resolve_limit, seal
+from .codec import VerifiedBody, pack, unpack
+from .envelope import PayloadKind, open_envelope, seal
 from .keys import Keyring
 from .refs import TaskRef, ref_from_verified_wire, ref_to_wire
-from .schema import SCHEMA_VERSION, check_version, expect
 
-__all__ = ["TaskCall", "decode_call", "encode_call"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "TaskCall",
+    "check_version",
+    "decode_call",
+    "encode_call",
+    "expect",
+    "expect_optional",
+]
 
+#: (major, minor) of the TaskCall and TaskResult wire formats.
+SCHEMA_VERSION: Final = (1, 1)
+
+_T = TypeVar("_T")
+_UPGRADE_HINT = "Run the same aioflow version on the sender and the receiver (upgrade the older)."
 _WHAT = "task call"
 _MAJOR, _MINOR = SCHEMA_VERSION
 _SIZE = 13  # fields of schema 1.0
 _STR_ONLY = frozenset({str})
 _NUMBER = frozenset({int, float})
+
+# --- schema versioning ------------------------------------------------------------------------
+
+
+def check_version(meta: object, what: str, size: int) -> tuple[int, int]:
+    """Return the sender's ``(major, minor)`` from a positional wire array.
+
+    Args:
+        meta: the decoded body: ``[major, minor, ...fields]``.
+        what: what it is, for messages (``"task call"``).
+        size: the number of elements this version needs (extra ones are ignored).
+
+    Raises:
+        SerializationError: no valid version, a major version this code does not read
+            (with a hint to upgrade), or too few fields.
+    """
+    if type(meta) is not list or len(meta) < 2:
+        raise SerializationError(f"malformed {what}: no schema version", hint=_UPGRADE_HINT)
+    major, minor = meta[0], meta[1]
+    if type(major) is not int or type(minor) is not int:
+        raise SerializationError(f"malformed {what}: no schema version", hint=_UPGRADE_HINT)
+    if major != SCHEMA_VERSION[0]:
+        raise SerializationError(
+            f"{what} uses schema {major}.{minor}; this aioflow reads schema "
+            f"{SCHEMA_VERSION[0]}.x only",
+            hint=(
+                "Upgrade aioflow on this side to the sender's version."
+                if major > SCHEMA_VERSION[0]
+                else "Upgrade aioflow on the sender; this side no longer reads that schema."
+            ),
+        )
+    if len(meta) < size:
+        raise SerializationError(
+            f"malformed {what}: {len(meta)} fields, schema {major}.{minor} has at least {size}",
+            hint=_UPGRADE_HINT,
+        )
+    return major, minor
+
+
+def expect(value: Any, kind: type[_T], name: str, what: str) -> _T:
+    """Return ``value`` when it is exactly of type ``kind``, else raise SerializationError."""
+    if type(value) is not kind:
+        raise SerializationError(
+            f"malformed {what}: {name} should be {kind.__name__}, got {type(value).__name__}",
+            hint=_UPGRADE_HINT,
+        )
+    return value
+
+
+def expect_optional(value: Any, kind: type[_T], name: str, what: str) -> _T | None:
+    """Like :func:`expect`, but ``None`` is accepted."""
+    return None if value is None else expect(value, kind, name, what)
+
+
+# --- the message ------------------------------------------------------------------------------
 
 
 def _new_call_id() -> str:
@@ -63,13 +138,12 @@ class TaskCall:
         ref: the task's code (:class:`TaskRef`).
         args: bound arguments, parameter name -> value.
         attempt: 1 for the first attempt, then 2, 3...
-        deadline: absolute deadline (epoch seconds), or ``None``.
         options: plain values: timeout, retries, queue, priority, handler name...
         trace: trace-context carrier (``traceparent``, ``tracestate``...).
         call_id: unique id of this call (one per attempt); results refer to it.
         workflow: the workflow's name, for logs and metrics.
         created_at: when the call was made (epoch seconds).
-        schema_version: the sender's schema version (set when decoded).
+        iteration: 1 for a task's first execution, 2 after one ``next_iteration()``...
 
     Treat ``args``, ``options`` and ``trace`` as read-only.
 
@@ -82,13 +156,12 @@ class TaskCall:
     ref: TaskRef
     args: dict[str, Any] = field(default_factory=dict)
     attempt: int = 1
-    deadline: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
     trace: dict[str, str] = field(default_factory=dict)
     call_id: str = field(default_factory=_new_call_id)
     workflow: str | None = None
     created_at: float = field(default_factory=time.time)
-    schema_version: tuple[int, int] = SCHEMA_VERSION
+    iteration: int = 1
 
     def __post_init__(self) -> None:
         # Runs on every decode too, so it is the wire validation: keep it cheap.
@@ -102,8 +175,8 @@ class TaskCall:
             raise _invalid("ref", "a TaskRef", self.ref)
         if type(self.attempt) is not int or self.attempt < 1:
             raise _invalid("attempt", "an int >= 1", self.attempt)
-        if self.deadline is not None and type(self.deadline) not in _NUMBER:
-            raise _invalid("deadline", "epoch seconds (float) or None", self.deadline)
+        if type(self.iteration) is not int or self.iteration < 1:
+            raise _invalid("iteration", "an int >= 1", self.iteration)
         if type(self.created_at) not in _NUMBER:
             raise _invalid("created_at", "epoch seconds (float)", self.created_at)
         if self.workflow is not None and type(self.workflow) is not str:
@@ -126,7 +199,6 @@ def encode_call(
     keyring: Keyring,
     *,
     allow_pickle: bool = True,
-    max_payload_bytes: int | None = None,
 ) -> bytes:
     """Encode and sign a :class:`TaskCall`.
 
@@ -135,7 +207,6 @@ def encode_call(
         keyring: signs with its current key.
         allow_pickle: carry arguments the codec does not support as signed cloudpickle
             (default ``True``); ``False`` refuses them. Options are never pickled.
-        max_payload_bytes: size limit (default: the keyring's).
 
     Returns:
         The signed ``CALL`` envelope.
@@ -143,9 +214,8 @@ def encode_call(
     Raises:
         SerializationError: an argument or option cannot be encoded (the message names
             its path, e.g. ``args['conn']``), or the task code cannot be pickled.
-        PayloadTooLargeError: the payload exceeds the size limit.
+        PayloadTooLargeError: the payload exceeds the keyring's size limit.
     """
-    limit = resolve_limit(keyring, max_payload_bytes)
     meta = [
         _MAJOR,
         _MINOR,
@@ -155,18 +225,19 @@ def encode_call(
         ref_to_wire(call.ref),
         pack(call.args, allow_pickle=allow_pickle, root="args"),
         call.attempt,
-        None if call.deadline is None else float(call.deadline),
+        None,  # reserved: the deadline of schema 1.0
         call.options,
         call.trace,
         call.workflow,
         float(call.created_at),
+        call.iteration,
     ]
     try:
         body = pack(meta, allow_pickle=False, root="call")
     except SerializationError:
         pack(call.options, allow_pickle=False, root="options")  # raises with the exact path
         raise
-    return seal(body, keyring, PayloadKind.CALL, limit)
+    return seal(body, keyring, PayloadKind.CALL)
 
 
 def decode_call(
@@ -175,7 +246,6 @@ def decode_call(
     *,
     allow_pickle: bool = True,
     allow_pickled_code: bool = True,
-    max_payload_bytes: int | None = None,
 ) -> TaskCall:
     """Verify and decode a payload made by :func:`encode_call`.
 
@@ -186,32 +256,29 @@ def decode_call(
         allow_pickled_code: accept task code sent as signed pickled code (default
             ``True``). When ``False`` such a call still decodes, and
             ``call.ref.resolve()`` raises :class:`~aioflow.errors.TaskNotFoundError`.
-        max_payload_bytes: size limit (default: the keyring's).
 
     Returns:
         The call.
 
     Raises:
-        PayloadTooLargeError: ``data`` exceeds the size limit.
+        PayloadTooLargeError: ``data`` exceeds the keyring's size limit.
         PayloadSignatureError: truncated, unsigned, tampered or unknown key.
         SerializationError: malformed call, newer incompatible schema (hint: upgrade),
             or arguments that cannot be decoded here (then ``run_id``, ``task_name``
             and ``attempt`` are set on the error).
     """
-    limit = resolve_limit(keyring, max_payload_bytes)
-    verified = open_envelope(data, keyring, PayloadKind.CALL, limit)
+    verified = open_envelope(data, keyring, PayloadKind.CALL)
     meta = unpack(verified, allow_pickle=False, what=_WHAT)
-    version = check_version(meta, _WHAT, _SIZE)
-    (call_id, run_id, task_name, raw_ref, raw_args, attempt, deadline, options, trace,
+    check_version(meta, _WHAT, _SIZE)
+    (call_id, run_id, task_name, raw_ref, raw_args, attempt, _reserved, options, trace,
      workflow, created_at) = meta[2:_SIZE]  # fmt: skip
+    iteration = meta[_SIZE] if len(meta) > _SIZE else 1  # schema 1.1
     ref = ref_from_verified_wire(raw_ref, allow_pickled_code=allow_pickled_code)
     expect(raw_args, bytes, "args", _WHAT)
     try:
         # A nested document of the verified body: it is covered by the same signature.
         args = unpack(
-            VerifiedBody(memoryview(raw_args), PayloadKind.CALL),
-            allow_pickle=allow_pickle,
-            what="task arguments",
+            VerifiedBody(memoryview(raw_args)), allow_pickle=allow_pickle, what="task arguments"
         )
     except SerializationError as exc:
         raise SerializationError(
@@ -222,46 +289,30 @@ def decode_call(
             task_name=task_name if type(task_name) is str else None,
             attempt=attempt if type(attempt) is int else None,
         ) from exc
-    # In field order; __post_init__ then checks every field: malformed values end there.
-    return _build(
-        (run_id, task_name, ref, args, attempt, deadline, options, trace, call_id, workflow,
-         created_at, version)
-    )  # fmt: skip
-
-
-# Decoding sets the slots directly (the frozen dataclass __init__ goes through
-# object.__setattr__ once per field, about twice as slow), then validates.
-_FIELDS = tuple(f.name for f in fields(TaskCall))
-_SETTERS = tuple(TaskCall.__dict__[name].__set__ for name in _FIELDS)
-assert _FIELDS == (
-    "run_id", "task_name", "ref", "args", "attempt", "deadline", "options", "trace",
-    "call_id", "workflow", "created_at", "schema_version",
-)  # fmt: skip
-
-
-(
-    _set_run_id, _set_task_name, _set_ref, _set_args, _set_attempt, _set_deadline,
-    _set_options, _set_trace, _set_call_id, _set_workflow, _set_created_at,
-    _set_schema_version,
-) = _SETTERS  # fmt: skip
-
-
-def _build(values: tuple[Any, ...]) -> TaskCall:
-    # Unrolled: a loop over the setters costs more than the twelve stores themselves.
-    (run_id, task_name, ref, args, attempt, deadline, options, trace, call_id, workflow,
-     created_at, schema_version) = values  # fmt: skip
+    # Decoding sets the slots directly (the frozen dataclass __init__ goes through
+    # object.__setattr__ once per field, about twice as slow), then validates: malformed
+    # values end in __post_init__.
     call: TaskCall = object.__new__(TaskCall)
     _set_run_id(call, run_id)
     _set_task_name(call, task_name)
     _set_ref(call, ref)
     _set_args(call, args)
     _set_attempt(call, attempt)
-    _set_deadline(call, deadline)
     _set_options(call, options)
     _set_trace(call, trace)
     _set_call_id(call, call_id)
     _set_workflow(call, workflow)
     _set_created_at(call, created_at)
-    _set_schema_version(call, schema_version)
+    _set_iteration(call, iteration)
     call.__post_init__()
     return call
+
+
+(
+    _set_run_id, _set_task_name, _set_ref, _set_args, _set_attempt, _set_options, _set_trace,
+    _set_call_id, _set_workflow, _set_created_at, _set_iteration,
+) = (TaskCall.__dict__[f.name].__set__ for f in fields(TaskCall))  # fmt: skip
+assert [f.name for f in fields(TaskCall)] == [
+    "run_id", "task_name", "ref", "args", "attempt", "options", "trace", "call_id",
+    "workflow", "created_at", "iteration",
+]  # fmt: skip

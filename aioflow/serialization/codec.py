@@ -3,37 +3,62 @@
 Native msgpack types (None, bool, int up to 64 bits, float, str, bytes, list,
 dict) are packed by msgpack's C extension without any Python call. Every other
 supported type reaches the ``default`` hook (``strict_types=True``, so tuples,
-enum members of ``int``/``str`` and subclasses are not silently flattened):
+enum members of ``int``/``str`` and subclasses are not silently flattened) and
+gets the wire form of :mod:`.types`: an ext type whose data is raw bytes, or an
+array headed by an empty ext *tag* naming the type (a tuple is
+``[Tag(TUPLE), *items]``). The ``list_hook`` rebuilds those bottom-up, so
+decoding never nests a second ``unpackb`` call (no recursion, whatever the
+nesting).
 
-* big ints, UUIDs and pickles are msgpack ext types whose data is raw bytes;
-* containers and structured values are an array whose first element is an
-  empty ext *tag* naming the type, e.g. a tuple is ``[Tag(TUPLE), *items]``.
-  The ``list_hook`` rebuilds them bottom-up, so decoding never nests a second
-  ``unpackb`` call (no recursion, whatever the nesting).
-
-Pickles (ext :data:`EXT_PICKLE`) are produced only when the caller allows them
-and are unpickled only from a :class:`~.envelope.VerifiedBody`, i.e. after the
-envelope's signature was checked.
+Pickles (ext :data:`~.types.EXT_PICKLE`) are produced only when the caller allows
+them, and :func:`unpack` reads only a :class:`VerifiedBody`, which only
+:func:`~.envelope.open_envelope` makes from a checked envelope (and the message
+decoders from documents nested in one). When encoding fails, a walk of the value
+finds *where* (``result['rows'][3]``) for the error message.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import threading
+from collections.abc import Callable, Iterator
 from typing import Any, Final, final
 
 import msgpack  # type: ignore[import-untyped]
 
 from ..errors import AioflowError, SerializationError
-from . import _pickling
-from .envelope import VerifiedBody
-from .tags import EXT_BIGINT, EXT_PICKLE, TAG_MIN, TAG_TUPLE, TUPLE_TAG
-from .types import build_tagged, decode_ext, encode_special
-from .walk import find_cycle_or_depth, find_path
+from . import refs
+from .types import (
+    EXT_BIGINT,
+    EXT_PICKLE,
+    TAG_MIN,
+    TAG_TUPLE,
+    TUPLE_TAG,
+    build_tagged,
+    decode_ext,
+    encode_special,
+)
 
-__all__ = ["MAX_DEPTH", "pack", "unpack"]
+__all__ = ["MAX_DEPTH", "VerifiedBody", "pack", "unpack"]
 
 #: Deepest nesting the codec handles (msgpack's C packer and unpacker stacks).
 MAX_DEPTH: Final = 1024
+
+
+@final
+class VerifiedBody:
+    """The body of an envelope whose signature was checked: the only input of :func:`unpack`.
+
+    Made by :func:`~.envelope.open_envelope`, and by the message decoders for the
+    documents nested inside a verified body (covered by the same signature).
+    """
+
+    __slots__ = ("body",)
+
+    def __init__(self, body: memoryview) -> None:
+        self.body = body
+
 
 _REFUSE_HINT = (
     "Send plain data (dict, list, str, numbers, datetimes, dataclasses and enums defined "
@@ -91,7 +116,7 @@ class _Encoder:
         if not self.allow_pickle:
             raise _Refused(obj, f"{reason}, and pickled values are not allowed here", _REFUSE_HINT)
         try:
-            data = _pickling.pickle_value(obj)
+            data = refs.pickle_value(obj)
         except Exception as exc:
             raise _Refused(
                 obj, f"it cannot be pickled either ({type(exc).__name__}: {exc})", _UNPICKLABLE_HINT
@@ -117,13 +142,8 @@ def _acquire(allow_pickle: bool) -> _Encoder:
 def pack(value: object, *, allow_pickle: bool, root: str) -> bytes:
     """Encode ``value`` to msgpack bytes (unsigned: callers seal them in an envelope).
 
-    Args:
-        value: the value.
-        allow_pickle: carry unsupported values as cloudpickle, else refuse them.
-        root: the value's name in error paths (``"result"``, ``"args"``).
-
-    Returns:
-        msgpack bytes.
+    ``allow_pickle``: carry unsupported values as cloudpickle, else refuse them;
+    ``root``: the value's name in error paths (``"result"``, ``"args"``).
 
     Raises:
         SerializationError: a part of ``value`` cannot be encoded; the message
@@ -134,7 +154,7 @@ def pack(value: object, *, allow_pickle: bool, root: str) -> bytes:
         return encoder.packer.pack(value)  # type: ignore[no-any-return]
     except _Refused as refused:
         culprit = refused.obj
-        path = find_path(value, lambda part: part is culprit, root) or root
+        path = _find_path(value, lambda part: part is culprit, root) or root
         raise SerializationError(
             f"cannot encode {_type_name(culprit)} at {path}: {refused.reason}", hint=refused.hint
         ) from refused.__cause__
@@ -158,13 +178,13 @@ def _bad_str(part: object) -> bool:
 
 def _packer_error(value: object, root: str, exc: Exception) -> SerializationError:
     if isinstance(exc, UnicodeEncodeError):
-        path = find_path(value, _bad_str, root) or root
+        path = _find_path(value, _bad_str, root) or root
         return SerializationError(
             f"cannot encode str at {path}: it is not valid UTF-8 ({exc.reason})",
             hint="Remove lone surrogates from the text, or send it as bytes.",
         )
     if isinstance(exc, ValueError) and "recursion" in str(exc):
-        path = find_cycle_or_depth(value, root, MAX_DEPTH) or root
+        path = _find_cycle_or_depth(value, root, MAX_DEPTH) or root
         return SerializationError(
             f"cannot encode {root}: it nests too deeply or refers to itself, at {path}",
             hint=f"Flatten the data (at most {MAX_DEPTH} levels) and remove reference cycles.",
@@ -198,7 +218,7 @@ class _Decoder:
                     "have the sender send plain data.",
                 )
             try:
-                return _pickling.unpickle_verified(data)
+                return refs.unpickle_verified(data)
             except Exception as exc:
                 raise SerializationError(
                     f"cannot unpickle a signed value ({type(exc).__name__}: {exc})",
@@ -235,15 +255,7 @@ _TUPLE = _TAGS[TAG_TUPLE]
 
 
 def unpack(verified: VerifiedBody, *, allow_pickle: bool, what: str) -> Any:
-    """Decode the msgpack body of a verified envelope.
-
-    Args:
-        verified: the body returned by :func:`.envelope.open_envelope`.
-        allow_pickle: accept pickled values (else they are a SerializationError).
-        what: what is being decoded, for messages.
-
-    Returns:
-        The value.
+    """Decode a verified msgpack body; ``what`` names it in messages.
 
     Raises:
         SerializationError: the body is malformed, holds an unknown type, a class
@@ -278,3 +290,85 @@ def unpack(verified: VerifiedBody, *, allow_pickle: bool, what: str) -> Any:
             hint="Run the same aioflow version on the sender and the receiver.",
         )
     return value
+
+
+# --- where encoding failed -------------------------------------------------------------------
+# Only runs after a failure, so it favours clarity over speed. The walks are iterative
+# (no recursion limit), visit each container once, and descend only into what the
+# codec itself descends into: exact dicts, lists, tuples, sets and frozensets, enum
+# values and dataclass fields.
+
+
+def _format_key(key: object) -> str:
+    text = repr(key)  # shortened: a path stays readable
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _children(value: object, path: str) -> Iterator[tuple[object, str]] | None:
+    kind = type(value)
+    if kind is dict:
+        assert isinstance(value, dict)
+        return _dict_children(value, path)
+    if kind is list or kind is tuple:
+        assert isinstance(value, list | tuple)
+        return ((item, f"{path}[{index}]") for index, item in enumerate(value))
+    if kind is set or kind is frozenset:
+        assert isinstance(value, set | frozenset)
+        return ((item, f"{path}{{set item}}") for item in value)
+    if isinstance(value, enum.Enum):
+        return iter(((value.value, f"{path}.value"),))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return (
+            (getattr(value, field.name, None), f"{path}.{field.name}")
+            for field in dataclasses.fields(value)
+        )
+    return None
+
+
+def _dict_children(value: dict[Any, Any], path: str) -> Iterator[tuple[object, str]]:
+    for key, item in value.items():
+        yield key, f"{path}{{key {_format_key(key)}}}"
+        yield item, f"{path}[{_format_key(key)}]"
+
+
+def _find_path(value: object, match: Callable[[object], bool], root: str) -> str | None:
+    """The path (``result['rows'][3].owner``) of the first part for which ``match`` holds."""
+    stack: list[tuple[object, str]] = [(value, root)]
+    seen: set[int] = set()
+    while stack:
+        current, path = stack.pop()
+        try:
+            if match(current):
+                return path
+        except Exception:  # a predicate must never turn into a second failure
+            pass
+        children = _children(current, path)
+        if children is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        stack.extend(reversed(list(children)))
+    return None
+
+
+def _find_cycle_or_depth(value: object, root: str, max_depth: int) -> str | None:
+    """The path where ``value`` refers back to itself or nests past ``max_depth``."""
+    stack: list[tuple[object, str, int, bool]] = [(value, root, 0, False)]
+    ancestors: set[int] = set()
+    done: set[int] = set()
+    while stack:
+        current, path, depth, leaving = stack.pop()
+        if leaving:
+            ancestors.discard(id(current))
+            done.add(id(current))
+            continue
+        children = _children(current, path)
+        if children is None or id(current) in done:
+            continue
+        if id(current) in ancestors:
+            return f"{path} (a reference cycle)"
+        if depth >= max_depth:
+            return f"{path} (nested more than {max_depth} levels deep)"
+        ancestors.add(id(current))
+        stack.append((current, path, depth, True))
+        stack.extend((child, p, depth + 1, False) for child, p in reversed(list(children)))
+    return None

@@ -1,51 +1,75 @@
-"""The signed envelope: every payload that leaves the process is wrapped in it.
+"""The signed envelope, the payload size limit, and the signed data payloads.
 
-Layout (all integers big-endian; 48-byte header, then the body)::
+Every payload that leaves the process is wrapped in the envelope. Layout (all
+integers big-endian; 48-byte header, then the body)::
 
     offset  size  field
     0       2     magic  b"AF"
     2       1     envelope version (1)
-    3       1     payload kind (PayloadKind: 0 blob, 1 value, 2 call, 3 result ...)
+    3       1     payload kind (PayloadKind: 1 value, 2 call, 3 result ...)
     4       8     key id   = HMAC-SHA256(key, "aioflow/key-id/v1")[:8]
     12      4     body length n (unsigned 32-bit)
     16      32    tag      = HMAC-SHA256(key, bytes[0:16] || body)
-    48      n     body (msgpack for values, calls and results)
+    48      n     body (msgpack)
 
 The tag covers the header (so version, kind, key id and length cannot be
 changed) and the whole body. Verification checks size, header, length, key id
 and tag, in that order, with :func:`hmac.compare_digest`, before a single byte
-of the body is decoded; decoders only accept the private :class:`VerifiedBody`
+of the body is decoded; the codec only reads the :class:`~.codec.VerifiedBody`
 that :func:`open_envelope` returns.
+
+Size limit: a payload larger than the keyring's limit (``max_payload_bytes=``,
+else ``AIOFLOW_MAX_PAYLOAD_BYTES``, default :data:`DEFAULT_MAX_PAYLOAD_BYTES`,
+64 MiB) is refused, never truncated: on encode (before it is sent) and on decode
+(before its signature is checked).
 """
 
 from __future__ import annotations
 
 import enum
 import hmac
+import os
 import struct
-from typing import final
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from ..errors import PayloadSignatureError, SerializationError
-from .keys import Keyring
-from .limits import check_size, validate_max_payload_bytes
+from ..errors import (
+    ConfigurationError,
+    PayloadSignatureError,
+    PayloadTooLargeError,
+    SerializationError,
+)
+from .codec import VerifiedBody, pack, unpack
+
+if TYPE_CHECKING:
+    from .keys import Keyring
 
 __all__ = [
+    "DEFAULT_MAX_PAYLOAD_BYTES",
     "ENVELOPE_VERSION",
     "HEADER_SIZE",
+    "MAX_PAYLOAD_BYTES_ENV",
     "PayloadKind",
-    "VerifiedBody",
+    "decode_value",
+    "encode_value",
+    "max_payload_bytes_from_env",
     "open_envelope",
     "seal",
-    "sign_payload",
-    "verify_payload",
+    "validate_max_payload_bytes",
 ]
 
 ENVELOPE_VERSION = 1
 _MAGIC = b"AF"
 _PREFIX = struct.Struct(">2sBB8sI")  # magic, version, kind, key id, body length
-_TAG_SIZE = 32
 _PREFIX_SIZE = _PREFIX.size  # 16
-HEADER_SIZE = _PREFIX_SIZE + _TAG_SIZE  # 48
+HEADER_SIZE = _PREFIX_SIZE + 32  # and the tag: 48
+
+#: Default size limit of one signed payload (64 MiB).
+DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
+#: Environment variable that overrides the default limit (a positive integer, in bytes).
+MAX_PAYLOAD_BYTES_ENV = "AIOFLOW_MAX_PAYLOAD_BYTES"
+#: The envelope stores the body length in 32 bits: no limit may exceed this.
+_ABSOLUTE_MAX_PAYLOAD_BYTES = 2**32 - 1
 
 _ROTATION_HINT = (
     "Give every process the same AIOFLOW_SECRET_KEY; while rotating keys, keep the old "
@@ -57,7 +81,6 @@ _ROTATION_HINT = (
 class PayloadKind(enum.IntEnum):
     """What a payload holds; signed, so one kind can never be read as another."""
 
-    BLOB = 0
     VALUE = 1
     CALL = 2
     RESULT = 3
@@ -65,37 +88,88 @@ class PayloadKind(enum.IntEnum):
     CHECKPOINT = 5
 
 
-@final
-class VerifiedBody:
-    """The body of an envelope whose signature was checked. Made only by :func:`open_envelope`."""
+_DATA_KINDS = frozenset({PayloadKind.VALUE, PayloadKind.CHANNEL, PayloadKind.CHECKPOINT})
 
-    __slots__ = ("body", "kind")
-
-    def __init__(self, body: memoryview, kind: PayloadKind) -> None:
-        self.body = body
-        self.kind = kind
+# --- the size limit -------------------------------------------------------------------------
 
 
-def _limit(keyring: Keyring, max_payload_bytes: int | None) -> int:
-    if max_payload_bytes is None:
-        return keyring.max_payload_bytes
-    return validate_max_payload_bytes(max_payload_bytes)
+def validate_max_payload_bytes(value: object, *, source: str = "max_payload_bytes") -> int:
+    """Check a size limit (an ``int``, or a decimal string from the environment).
+
+    Raises:
+        ConfigurationError: not an integer between 1 and 2**32 - 1 (``source`` names it).
+    """
+    limit: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        limit = value
+    elif isinstance(value, str):
+        try:
+            limit = int(value.strip().replace("_", ""))
+        except ValueError:
+            limit = None
+    if limit is None or not 1 <= limit <= _ABSOLUTE_MAX_PAYLOAD_BYTES:
+        raise ConfigurationError(
+            f"{source} must be an integer between 1 and {_ABSOLUTE_MAX_PAYLOAD_BYTES} "
+            f"(bytes), got {value!r}",
+            hint=f"Set {MAX_PAYLOAD_BYTES_ENV} to a size in bytes, e.g. 67108864 for 64 MiB.",
+        )
+    return limit
 
 
-def seal(body: bytes, keyring: Keyring, kind: PayloadKind, limit: int) -> bytes:
-    """Sign ``body`` into an envelope (internal fast path: ``limit`` already validated)."""
+def max_payload_bytes_from_env(environ: Mapping[str, str] | None = None) -> int:
+    """``AIOFLOW_MAX_PAYLOAD_BYTES`` when set and not empty, else the default.
+
+    Raises:
+        ConfigurationError: the variable is set to something that is not a valid limit.
+    """
+    env = os.environ if environ is None else environ
+    raw = env.get(MAX_PAYLOAD_BYTES_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_PAYLOAD_BYTES
+    return validate_max_payload_bytes(raw, source=MAX_PAYLOAD_BYTES_ENV)
+
+
+def _too_large(size: int, limit: int, what: str) -> PayloadTooLargeError:
+    return PayloadTooLargeError(
+        f"{what} is {size} bytes, more than the limit of {limit} bytes; "
+        "it was refused, not truncated",
+        hint=(
+            "Pass a reference (a path, a URL, an object-store key) instead of the data, "
+            f"or raise the limit with max_payload_bytes= or {MAX_PAYLOAD_BYTES_ENV} "
+            "(on every process: senders and receivers)."
+        ),
+    )
+
+
+# --- sealing and opening --------------------------------------------------------------------
+
+
+def seal(body: bytes, keyring: Keyring, kind: PayloadKind) -> bytes:
+    """Sign ``body`` into an envelope of ``kind``.
+
+    Raises:
+        PayloadTooLargeError: the envelope would exceed the keyring's size limit.
+    """
     size = len(body)
+    limit = keyring.max_payload_bytes
     if HEADER_SIZE + size > limit:
-        check_size(HEADER_SIZE + size, limit, what=f"signed {kind.name.lower()} payload")
+        raise _too_large(HEADER_SIZE + size, limit, f"signed {kind.name.lower()} payload")
     key = keyring.signing_key
     prefix = _PREFIX.pack(_MAGIC, ENVELOPE_VERSION, int(kind), key.key_id, size)
     return b"".join((prefix, key.mac(prefix, body), body))
 
 
 def open_envelope(
-    data: bytes | bytearray | memoryview, keyring: Keyring, kind: PayloadKind, limit: int
+    data: bytes | bytearray | memoryview, keyring: Keyring, kind: PayloadKind
 ) -> VerifiedBody:
-    """Check an envelope and return its verified body (internal; see :func:`verify_payload`)."""
+    """Check an envelope of ``kind`` and return its verified body.
+
+    Raises:
+        PayloadTooLargeError: ``data`` exceeds the keyring's size limit (checked first).
+        PayloadSignatureError: truncated, unsigned, tampered, unknown key, unknown
+            envelope version.
+        SerializationError: ``data`` is not bytes, or holds another kind of payload.
+    """
     if type(data) is not bytes:
         if not isinstance(data, bytes | bytearray | memoryview):
             raise SerializationError(
@@ -105,8 +179,9 @@ def open_envelope(
         data = memoryview(data).cast("B")  # a flat byte view of any buffer
     view = memoryview(data)
     size = len(view)
+    limit = keyring.max_payload_bytes
     if size > limit:
-        check_size(size, limit, what="received payload")
+        raise _too_large(size, limit, "received payload")
     if size < HEADER_SIZE:
         raise PayloadSignatureError(
             f"payload of {size} bytes is shorter than the {HEADER_SIZE}-byte envelope "
@@ -157,64 +232,80 @@ def open_envelope(
             hint="Decode each payload with the function matching what was sent "
             "(decode_call for encode_call, decode_result for encode_result ...).",
         )
-    return VerifiedBody(body, kind)
+    return VerifiedBody(body)
 
 
-def sign_payload(
-    body: bytes,
+# --- signed data payloads: task arguments, results, channel values, checkpoints -------------
+
+
+def _data_kind(kind: PayloadKind) -> PayloadKind:
+    if kind is PayloadKind.VALUE:  # the common case, without an enum lookup
+        return kind
+    if kind not in _DATA_KINDS:
+        raise SerializationError(
+            f"encode_value/decode_value handle VALUE, CHANNEL and CHECKPOINT payloads, "
+            f"not {kind!r}",
+            hint="Use encode_call/decode_call and encode_result/decode_result for calls "
+            "and results.",
+        )
+    return PayloadKind(kind)
+
+
+def encode_value(
+    value: object,
     keyring: Keyring,
     *,
-    kind: PayloadKind = PayloadKind.BLOB,
-    max_payload_bytes: int | None = None,
+    allow_pickle: bool,
+    kind: PayloadKind = PayloadKind.VALUE,
+    root: str = "value",
 ) -> bytes:
-    """Wrap raw bytes in a signed envelope.
+    """Encode a value with the msgpack codec and sign it.
 
     Args:
-        body: the bytes to protect.
+        value: any supported value (see :mod:`.types`), nested arbitrarily.
         keyring: signs with its current key.
-        kind: what the bytes are; :func:`verify_payload` must be given the same kind.
-        max_payload_bytes: size limit of the whole envelope (default: the keyring's).
+        allow_pickle: carry values the codec does not support as signed cloudpickle
+            (``True``), or refuse them (``False``). Required: the choice is explicit.
+        kind: ``VALUE`` (default), ``CHANNEL`` or ``CHECKPOINT``; the decoder must ask
+            for the same kind.
+        root: the value's name in error paths (``result['rows'][3]``).
 
     Returns:
-        The envelope: 48-byte header followed by ``body``.
+        The signed envelope.
 
     Raises:
-        PayloadTooLargeError: the envelope would exceed the limit.
-        ConfigurationError: ``max_payload_bytes`` is invalid.
+        SerializationError: a part of the value cannot be encoded (the message names
+            its type and path).
+        PayloadTooLargeError: the payload exceeds the keyring's size limit.
     """
-    if not isinstance(body, bytes):
-        body = bytes(body)
-    return seal(body, keyring, PayloadKind(kind), _limit(keyring, max_payload_bytes))
+    kind = _data_kind(kind)
+    return seal(pack(value, allow_pickle=allow_pickle, root=root), keyring, kind)
 
 
-def verify_payload(
+def decode_value(
     data: bytes | bytearray | memoryview,
     keyring: Keyring,
     *,
-    kind: PayloadKind = PayloadKind.BLOB,
-    max_payload_bytes: int | None = None,
-) -> bytes:
-    """Check a signed envelope and return its body.
+    allow_pickle: bool,
+    kind: PayloadKind = PayloadKind.VALUE,
+) -> Any:
+    """Verify and decode a payload made by :func:`encode_value`.
 
     Args:
-        data: the envelope, as produced by :func:`sign_payload`.
+        data: the signed envelope.
         keyring: accepts its current and previous keys.
-        kind: the kind the envelope must hold.
-        max_payload_bytes: size limit (default: the keyring's).
+        allow_pickle: accept signed pickled values (``True``) or refuse them. Required.
+        kind: the kind the payload must hold.
 
     Returns:
-        The body bytes.
+        The value, with its types.
 
     Raises:
-        PayloadTooLargeError: ``data`` is larger than the limit.
-        PayloadSignatureError: truncated, unsigned, tampered, unknown key, unknown
-            envelope version.
-        SerializationError: ``data`` is not bytes, or holds another kind of payload.
+        PayloadTooLargeError: ``data`` exceeds the keyring's size limit.
+        PayloadSignatureError: truncated, unsigned, tampered or unknown key; nothing
+            was decoded.
+        SerializationError: malformed body, pickled value not allowed, class not importable.
     """
-    verified = open_envelope(data, keyring, PayloadKind(kind), _limit(keyring, max_payload_bytes))
-    return bytes(verified.body)
-
-
-def resolve_limit(keyring: Keyring, max_payload_bytes: int | None) -> int:
-    """Return the effective size limit (internal helper for the codecs)."""
-    return _limit(keyring, max_payload_bytes)
+    kind = _data_kind(kind)
+    verified = open_envelope(data, keyring, kind)
+    return unpack(verified, allow_pickle=allow_pickle, what=f"{kind.name.lower()} payload")

@@ -10,9 +10,12 @@ A key is the UTF-8 bytes of the variable's value, at least
 :data:`MIN_KEY_BYTES` long. Each key is named on the wire by an 8-byte *key id*
 derived from it with HMAC-SHA256 (it does not reveal the key).
 
-Without ``AIOFLOW_SECRET_KEY`` the keyring is the *development* keyring: a fixed,
-publicly documented key, fine for the in-process backend and refused by
-:meth:`Keyring.require_production` for Redis and Docker.
+Without ``AIOFLOW_SECRET_KEY`` the keyring is the *local* keyring: a random
+per-user key created on first use in ``$AIOFLOW_HOME/local.key`` (default
+``~/.aioflow``; see :mod:`.keyfile`), fine for in-process runs and local
+checkpoints, and refused by :meth:`Keyring.require_production` for Redis and
+Docker (other processes and machines do not share it). No public key signs
+anything: the former development key is refused as a configured key.
 """
 
 from __future__ import annotations
@@ -21,62 +24,42 @@ import hashlib
 import hmac
 import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any, NoReturn, Protocol, final
 
 from ..errors import ConfigurationError
-from .limits import max_payload_bytes_from_env, validate_max_payload_bytes
+from .envelope import max_payload_bytes_from_env, validate_max_payload_bytes
+from .keyfile import HOME_ENV, aioflow_home, load_or_create_local_key
 
-__all__ = [
-    "DEVELOPMENT_KEY",
-    "KEY_ID_SIZE",
-    "MIN_KEY_BYTES",
-    "OLD_KEYS_ENV",
-    "SECRET_KEY_ENV",
-    "Keyring",
-    "SigningKey",
-    "derive_key_id",
-]
+__all__ = ["HOME_ENV", "MIN_KEY_BYTES", "OLD_KEYS_ENV", "SECRET_KEY_ENV", "Keyring", "SigningKey"]
 
 SECRET_KEY_ENV = "AIOFLOW_SECRET_KEY"
 OLD_KEYS_ENV = "AIOFLOW_SECRET_KEYS_OLD"
 #: Shortest key accepted (bytes). ``secrets.token_urlsafe(32)`` gives 43 characters.
 MIN_KEY_BYTES = 32
-#: Size of a key id on the wire.
-KEY_ID_SIZE = 8
-#: The development key. It is public: anything signed with it is not protected.
-DEVELOPMENT_KEY = b"aioflow-development-key/not-secret/never-use-in-production"
+# Keys that were published (the development key of aioflow 0.1.0.dev0): anyone can
+# sign with them, so they are refused as configured keys.
+_PUBLISHED_KEYS = frozenset({b"aioflow-development-key/not-secret/never-use-in-production"})
 
 _KEY_ID_LABEL = b"aioflow/key-id/v1"
-_IN_PROCESS_BACKENDS = frozenset({"memory", "inprocess", "in-process", "in_process"})
 _GENERATE_HINT = (
     'Generate a key with: python -c "import secrets; print(secrets.token_urlsafe(32))" '
     f"and set {SECRET_KEY_ENV} to it on the coordinator and on every worker."
 )
 
 
-def derive_key_id(key: bytes) -> bytes:
-    """Return the 8-byte id naming ``key`` on the wire.
-
-    The id is ``HMAC-SHA256(key, "aioflow/key-id/v1")[:8]``: it identifies the
-    key without revealing it.
-
-    Args:
-        key: the secret key.
-
-    Returns:
-        :data:`KEY_ID_SIZE` bytes.
-    """
-    return hmac.new(key, _KEY_ID_LABEL, hashlib.sha256).digest()[:KEY_ID_SIZE]
-
-
 @final
 class SigningKey:
-    """One secret key, ready to compute HMAC-SHA256 tags. Made by :class:`Keyring`."""
+    """One secret key, ready to compute HMAC-SHA256 tags. Made by :class:`Keyring`.
+
+    Its ``key_id`` names it on the wire: ``HMAC-SHA256(key, "aioflow/key-id/v1")[:8]``
+    identifies the key without revealing it.
+    """
 
     __slots__ = ("_proto", "key_id")
 
     def __init__(self, key: bytes) -> None:
-        self.key_id = derive_key_id(key)
+        self.key_id = hmac.new(key, _KEY_ID_LABEL, hashlib.sha256).digest()[:8]
         # A keyed HMAC object copied per message: the key schedule is computed once.
         self._proto = _keyed_hmac(key)
 
@@ -121,9 +104,15 @@ def _key_bytes(key: str | bytes, *, what: str) -> bytes:
         raise ConfigurationError(
             f"{what} must be str or bytes, got {type(key).__name__}", hint=_GENERATE_HINT
         )
-    if len(raw) < MIN_KEY_BYTES and raw != DEVELOPMENT_KEY:
+    if len(raw) < MIN_KEY_BYTES:
         raise ConfigurationError(
             f"{what} is {len(raw)} bytes long; at least {MIN_KEY_BYTES} are required",
+            hint=_GENERATE_HINT,
+        )
+    if raw in _PUBLISHED_KEYS:
+        raise ConfigurationError(
+            f"{what} is aioflow's former development key, which is public: anything "
+            "signed with it could have been forged by anyone",
             hint=_GENERATE_HINT,
         )
     return raw
@@ -140,13 +129,14 @@ class Keyring:
             ``AIOFLOW_MAX_PAYLOAD_BYTES`` (default 64 MiB).
 
     Raises:
-        ConfigurationError: a key is too short or not str/bytes, or the limit is invalid.
+        ConfigurationError: a key is too short, not str/bytes, or the former public
+            development key, or the limit is invalid.
 
     A keyring is immutable and safe to share between threads and tasks. It cannot
     be pickled: every process builds its own from configuration.
     """
 
-    __slots__ = ("_current", "_development", "_keys", "_max_payload_bytes")
+    __slots__ = ("_current", "_keys", "_local", "_max_payload_bytes")
 
     def __init__(
         self,
@@ -157,7 +147,7 @@ class Keyring:
     ) -> None:
         current_raw = _key_bytes(current, what=SECRET_KEY_ENV)
         self._current = SigningKey(current_raw)
-        self._development = current_raw == DEVELOPMENT_KEY
+        self._local: Path | None = None  # the key file, for the local keyring
         self._keys: dict[bytes, SigningKey] = {self._current.key_id: self._current}
         if isinstance(previous, str | bytes):
             raise ConfigurationError(
@@ -176,18 +166,33 @@ class Keyring:
     # --- constructors --------------------------------------------------------------
 
     @classmethod
-    def development(cls, *, max_payload_bytes: int | None = None) -> Keyring:
-        """Return the development keyring (:data:`DEVELOPMENT_KEY`, ``is_development=True``).
+    def local(
+        cls, home: str | os.PathLike[str] | None = None, *, max_payload_bytes: int | None = None
+    ) -> Keyring:
+        """Return the local keyring: this user's random key, created on first use.
 
-        Only the in-process backend may use it: the key is public.
+        The key is :data:`~.keyfile.LOCAL_KEY_BYTES` random bytes in ``home/local.key``,
+        a file only this user may read (mode 0600, in a 0700 directory created if
+        needed). Processes creating it at the same time end up with the same key.
+        Only in-process use accepts it (:meth:`require_production`): other machines
+        do not have it.
 
         Args:
+            home: the directory (default ``$AIOFLOW_HOME``, else ``~/.aioflow``).
             max_payload_bytes: size limit; ``None`` reads the environment.
 
         Returns:
-            A keyring whose only key is the development key.
+            A keyring whose only key is the local key (``is_local=True``).
+
+        Raises:
+            ConfigurationError: the key file cannot be created or read, is accessible
+                to other users, or has the wrong size.
         """
-        return cls(DEVELOPMENT_KEY, max_payload_bytes=max_payload_bytes)
+        directory = aioflow_home() if home is None else Path(home).expanduser()
+        key, path = load_or_create_local_key(directory)
+        ring = cls(key, max_payload_bytes=max_payload_bytes)
+        ring._local = path
+        return ring
 
     @classmethod
     def from_env(
@@ -195,8 +200,9 @@ class Keyring:
     ) -> Keyring:
         """Build the keyring from ``AIOFLOW_SECRET_KEY`` and ``AIOFLOW_SECRET_KEYS_OLD``.
 
-        Without ``AIOFLOW_SECRET_KEY`` (unset or empty) this is the development
-        keyring; :meth:`require_production` refuses it for Redis and Docker.
+        Without ``AIOFLOW_SECRET_KEY`` (unset or empty) this is the local keyring
+        (:meth:`local`, in ``AIOFLOW_HOME`` of ``environ``); :meth:`require_production`
+        refuses it for Redis and Docker.
 
         Args:
             environ: the environment to read (default ``os.environ``).
@@ -206,8 +212,9 @@ class Keyring:
             The configured keyring.
 
         Raises:
-            ConfigurationError: a key is too short, old keys are set without a current
-                key, or the size limit is invalid.
+            ConfigurationError: a key is too short or public, old keys are set without
+                a current key, the size limit is invalid, or the local key file is
+                unusable (see :meth:`local`).
         """
         env = os.environ if environ is None else environ
         current = env.get(SECRET_KEY_ENV, "").strip()
@@ -221,15 +228,15 @@ class Keyring:
                     hint=f"Set {SECRET_KEY_ENV} to the new key when rotating; "
                     f"{OLD_KEYS_ENV} only lists keys still accepted for verification.",
                 )
-            return cls.development(max_payload_bytes=max_payload_bytes)
+            return cls.local(aioflow_home(env), max_payload_bytes=max_payload_bytes)
         return cls(current, previous, max_payload_bytes=max_payload_bytes)
 
     # --- properties ----------------------------------------------------------------
 
     @property
-    def is_development(self) -> bool:
-        """True when the signing key is the public development key."""
-        return self._development
+    def is_local(self) -> bool:
+        """True when the signing key is this user's local key (:meth:`local`)."""
+        return self._local is not None
 
     @property
     def key_id(self) -> str:
@@ -258,7 +265,7 @@ class Keyring:
     # --- policy --------------------------------------------------------------------
 
     def require_production(self, *, backend: str) -> None:
-        """Refuse the development key for any backend but the in-process one.
+        """Refuse the local key for any backend but the in-process one.
 
         Args:
             backend: the backend's name or URL (``"memory"``, ``"redis"``,
@@ -266,24 +273,23 @@ class Keyring:
                 used (and shown: URLs may hold passwords).
 
         Raises:
-            ConfigurationError: the keyring is the development keyring and the backend
-                is not in-process.
+            ConfigurationError: the keyring is the local keyring and the backend is not
+                in-process.
         """
         scheme = backend.split("://", 1)[0].strip().lower()
-        if scheme in _IN_PROCESS_BACKENDS or not self._development:
+        if scheme == "memory" or self._local is None:
             return
         raise ConfigurationError(
             f"the {scheme!r} backend sends payloads to other processes, but no "
-            f"{SECRET_KEY_ENV} is configured: payloads would be signed with the public "
-            "development key, so anyone able to write to the transport could run code "
-            "on the workers",
+            f"{SECRET_KEY_ENV} is configured: payloads would be signed with this user's "
+            f"local key ({self._local}), which workers and other machines do not share",
             hint=_GENERATE_HINT,
         )
 
     def __repr__(self) -> str:
         return (
             f"Keyring(key_id={self.key_id!r}, accepted={len(self._keys)}, "
-            f"is_development={self._development}, max_payload_bytes={self._max_payload_bytes})"
+            f"is_local={self.is_local}, max_payload_bytes={self._max_payload_bytes})"
         )
 
     def __reduce__(self) -> NoReturn:

@@ -1,29 +1,129 @@
-"""Task references: how the code of a task travels.
+"""Code by name or by value: ``"module:qualname"`` paths, task references, pickling.
 
 An importable function travels by name, ``"module:qualname"``; the receiver
 imports it. A lambda, a closure, a local function, a function of ``__main__``,
 or one whose name does not import back to the same object, travels as
-cloudpickle inside the signed call envelope ("pickled code").
+cloudpickle inside the signed call envelope ("pickled code"). The codec names
+enum and dataclass classes by the same paths.
 
-Pickled code is unpickled only while decoding a verified call, and only when the
-receiver allows pickled code (``allow_pickled_code``, default ``True``: every
-payload is signed, so pickled code can only come from a holder of the key).
-A refusal or a failure to load is kept and raised by :meth:`TaskRef.resolve`,
-so the receiver still knows which call failed.
+:func:`pickle_value` and :func:`unpickle_verified` are the only places where
+aioflow pickles and unpickles. The decoders call :func:`unpickle_verified` only
+on bytes that came out of a verified envelope (the tests patch it to prove that
+nothing else reaches it). Pickled code is unpickled only while decoding a
+verified call, and only when the receiver allows pickled code
+(``allow_pickled_code``, default ``True``: every payload is signed, so pickled
+code can only come from a holder of the key). A refusal or a failure to load is
+kept and raised by :meth:`TaskRef.resolve`, so the receiver still knows which
+call failed.
 """
 
 from __future__ import annotations
 
+import importlib
+import pickle
 from collections.abc import Callable
 from typing import Any, final
 
-from ..errors import SerializationError, TaskNotFoundError
-from . import _pickling
-from .importing import ImportPathError, import_path, portable_path
+import cloudpickle  # type: ignore[import-untyped]
 
-__all__ = ["TaskRef", "ref_from_verified_wire", "ref_to_wire"]
+from ..errors import SerializationError, TaskNotFoundError
+
+__all__ = [
+    "ImportPathError",
+    "TaskRef",
+    "import_path",
+    "pickle_value",
+    "portable_path",
+    "ref_from_verified_wire",
+    "ref_to_wire",
+    "unpickle_verified",
+]
 
 _UNSET: Any = object()
+
+# --- pickling -----------------------------------------------------------------------------
+
+
+def pickle_value(obj: object) -> bytes:
+    """Pickle ``obj`` with cloudpickle (code by value when it is not importable)."""
+    data: bytes = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return data
+
+
+def unpickle_verified(data: bytes | memoryview) -> Any:
+    """Unpickle bytes taken from inside a verified, signed envelope."""
+    return pickle.loads(data)
+
+
+# --- import paths -------------------------------------------------------------------------
+
+
+class ImportPathError(Exception):
+    """Internal: a path is malformed or does not resolve. Callers turn it into an AioflowError."""
+
+
+def _valid_dotted(name: str) -> bool:
+    return bool(name) and all(part.isidentifier() for part in name.split("."))
+
+
+def import_path(path: str) -> Any:
+    """Import ``"module:qualname"`` and return the object it names.
+
+    Only the named module is imported; attributes are then looked up one dotted
+    part at a time. Nothing else is executed. Names of local objects
+    (``<locals>``, ``<lambda>``) are malformed.
+
+    Raises:
+        ImportPathError: the path is malformed, the module cannot be imported, or
+            the attribute does not exist.
+    """
+    if not isinstance(path, str) or path.count(":") != 1:
+        raise ImportPathError(f"malformed reference {path!r}: expected 'module:qualname'")
+    module_name, qualname = path.split(":")
+    if not _valid_dotted(module_name) or not _valid_dotted(qualname):
+        raise ImportPathError(f"malformed reference {path!r}: expected 'module:qualname'")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:  # ImportError, or the module's own import-time error
+        raise ImportPathError(
+            f"module {module_name!r} cannot be imported ({type(exc).__name__}: {exc})"
+        ) from exc
+    for part in qualname.split("."):
+        try:
+            obj = getattr(obj, part)
+        except Exception as exc:
+            raise ImportPathError(
+                f"{path!r} does not resolve: {module_name} has no attribute {qualname!r}"
+            ) from exc
+    return obj
+
+
+def portable_path(obj: object) -> str | None:
+    """Return ``obj``'s ``"module:qualname"`` when importing it gives back ``obj``.
+
+    An object found at the path whose ``.fn`` attribute is ``obj`` also counts:
+    aioflow's ``@task`` replaces a module-level function by a ``Task`` that keeps
+    the function in ``.fn``. Objects of ``__main__`` are never portable: the
+    receiving process has its own ``__main__``.
+
+    Returns:
+        The path, or ``None`` (local objects, lambdas, ``__main__``, shadowed names).
+    """
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str) or module == "__main__":
+        return None
+    path = f"{module}:{qualname}"
+    try:
+        found = import_path(path)  # also rejects "<locals>" and "<lambda>"
+    except ImportPathError:
+        return None
+    if found is obj or getattr(found, "fn", None) is obj:
+        return path
+    return None
+
+
+# --- task references ----------------------------------------------------------------------
 
 
 @final
@@ -47,51 +147,39 @@ class TaskRef:
 
     def __init__(self, path: str) -> None:
         module, sep, qualname = path.partition(":") if isinstance(path, str) else ("", "", "")
-        names = (*module.split("."), *qualname.split("."))
-        if not sep or not all(name.isidentifier() for name in names):
+        if not sep or not _valid_dotted(module) or not _valid_dotted(qualname):
             raise TaskNotFoundError(
                 f"malformed task reference {path!r}: expected 'module:qualname'",
                 hint="Refer to a module-level function, e.g. 'mypackage.tasks:extract'.",
             )
-        self.path = path
-        self.pickled = False
-        self._obj: Any = _UNSET
-        self._code: bytes | None = None
-        self._error: Callable[[], TaskNotFoundError] | None = None
+        self._set(path, False)
 
-    @classmethod
-    def _make(
-        cls,
+    def _set(
+        self,
         path: str,
-        *,
+        pickled: bool,
         obj: Any = _UNSET,
         code: bytes | None = None,
         error: Callable[[], TaskNotFoundError] | None = None,
     ) -> TaskRef:
-        ref = cls.__new__(cls)
-        ref.path = path
-        ref.pickled = True
-        ref._obj = obj
-        ref._code = code
-        ref._error = error
-        return ref
+        self.path = path
+        self.pickled = pickled
+        self._obj = obj
+        self._code = code
+        self._error = error
+        return self
 
     @classmethod
-    def from_callable(cls, func: Callable[..., Any], *, allow_pickled_code: bool = True) -> TaskRef:
+    def from_callable(cls, func: Callable[..., Any]) -> TaskRef:
         """Reference ``func`` by import path when possible, else as pickled code.
 
-        Args:
-            func: the task's function (or an object whose module attribute of the same
-                name has ``.fn is func``, as aioflow's ``@task`` produces).
-            allow_pickled_code: when ``False``, a function that is not importable is
-                refused instead of being pickled.
-
-        Returns:
-            The reference.
+        ``func`` is the task's function; it also counts as importable when its
+        module attribute of the same name has ``.fn is func``, as aioflow's
+        ``@task`` produces. Whether the receiver accepts pickled code is its choice
+        (``decode_call(..., allow_pickled_code=)``).
 
         Raises:
-            SerializationError: ``func`` is not callable, or it is not importable and
-                pickled code is not allowed.
+            SerializationError: ``func`` is not callable.
         """
         if not callable(func):
             raise SerializationError(
@@ -100,26 +188,10 @@ class TaskRef:
             )
         path = portable_path(func)
         if path is not None:
-            ref = cls(path)
-            ref._obj = func
-            return ref
+            return cls.__new__(cls)._set(path, False, func)
         module = getattr(func, "__module__", None) or "?"
         qualname = getattr(func, "__qualname__", None) or type(func).__qualname__
-        display = f"{module}:{qualname}"
-        if not allow_pickled_code:
-            raise SerializationError(
-                f"task code {display} is not importable by name (a lambda, a local "
-                "function, a function of __main__, or shadowed), and pickled code is not "
-                "allowed",
-                hint="Define the function at module level of an importable module, or "
-                "allow pickled code.",
-            )
-        return cls._make(display, obj=func)
-
-    @property
-    def name(self) -> str:
-        """``"module:qualname"`` (for pickled code: informative only)."""
-        return self.path
+        return cls.__new__(cls)._set(f"{module}:{qualname}", True, func)
 
     def resolve(self) -> Any:
         """Return the object the reference names (the caller unwraps a ``Task``'s ``.fn``).
@@ -145,8 +217,6 @@ class TaskRef:
                 hint=f"Install the module {module!r} on the worker (the same version as "
                 "on the sender), or allow pickled code so the function travels by value.",
             ) from exc
-
-    # --- value semantics -------------------------------------------------------------
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TaskRef):
@@ -199,7 +269,7 @@ def ref_to_wire(ref: TaskRef) -> str | list[Any]:
                 hint="Send the call that carried it instead.",
             )
         try:
-            ref._code = _pickling.pickle_value(ref._obj)
+            ref._code = pickle_value(ref._obj)
         except Exception as exc:
             raise SerializationError(
                 f"cannot pickle task code {ref.path} ({type(exc).__name__}: {exc})",
@@ -218,21 +288,19 @@ def ref_from_verified_wire(raw: object, *, allow_pickled_code: bool) -> TaskRef:
     Raises:
         SerializationError: malformed wire form.
     """
+    ref = TaskRef.__new__(TaskRef)
     if type(raw) is str:
-        # The path is checked when it is resolved (import_path validates it).
-        ref = TaskRef.__new__(TaskRef)
-        ref.path, ref.pickled, ref._obj, ref._code, ref._error = raw, False, _UNSET, None, None
-        return ref
+        return ref._set(raw, False)  # the path is checked when it is resolved
     if type(raw) is not list or len(raw) != 2 or type(raw[0]) is not str:
         raise SerializationError("malformed task reference in call")
     path, code = raw
     if type(code) is not bytes:
         raise SerializationError("malformed task reference in call")
     if not allow_pickled_code:
-        return TaskRef._make(path, code=code, error=lambda: _refused(path))
+        return ref._set(path, True, code=code, error=lambda: _refused(path))
     try:
-        obj = _pickling.unpickle_verified(code)
+        obj = unpickle_verified(code)
     except Exception as exc:
         failure = exc
-        return TaskRef._make(path, code=code, error=lambda: _unloadable(path, failure))
-    return TaskRef._make(path, obj=obj, code=code)
+        return ref._set(path, True, code=code, error=lambda: _unloadable(path, failure))
+    return ref._set(path, True, obj, code)

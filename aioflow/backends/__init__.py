@@ -1,0 +1,96 @@
+"""Backends: where task executions happen (see :mod:`aioflow.backends.base`).
+
+``open_backend(url)`` picks the implementation by the URL's scheme, importing it
+only then (importing aioflow never imports redis):
+
+=========================  ==========================================================
+URL                        backend
+=========================  ==========================================================
+``memory://``              :class:`MemoryBackend`: in-process, zero copy (the default)
+``memory://?serialize=1``  :class:`MemoryBackend` (``serialize=True``): in-process, but
+                           every execution crosses the full wire path
+=========================  ==========================================================
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+from ..errors import ConfigurationError
+from .base import Backend as Backend
+from .base import Execution as Execution
+from .base import RunLink as RunLink
+from .base import Session as Session
+from .base import SessionStatistics as SessionStatistics
+from .base import Status as Status
+from .memory import MemoryBackend as MemoryBackend
+
+__all__ = [
+    "SCHEMES",
+    "Backend",
+    "Execution",
+    "MemoryBackend",
+    "RunLink",
+    "Session",
+    "SessionStatistics",
+    "Status",
+    "open_backend",
+]
+
+#: The URL schemes ``open_backend`` knows, and what each one is.
+SCHEMES = {"memory": "in-process (memory:// or memory://?serialize=true)"}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _flag(query: dict[str, list[str]], name: str, url: str) -> bool:
+    values = query.pop(name, ["false"])
+    value = values[-1].strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigurationError(
+        f"backend URL {url!r}: {name}={values[-1]!r} is not a boolean",
+        hint=f"Write {name}=true or {name}=false.",
+    )
+
+
+def open_backend(url: str) -> Backend:
+    """The backend a URL names (not opened yet: use ``async with``).
+
+    Raises:
+        ConfigurationError: an unknown scheme (the message lists those that exist),
+            or options the backend does not take. Checked before anything else,
+            keys included.
+    """
+    if not isinstance(url, str):
+        raise ConfigurationError(
+            f"backend= takes a URL or a Backend, got {type(url).__name__}",
+            hint='For example backend="memory://".',
+        )
+    scheme = url.split("://", 1)[0].strip().lower() if "://" in url else url.strip().lower()
+    if scheme == "memory":
+        parts = urlsplit(url if "://" in url else "memory://")
+        query = parse_qs(parts.query, keep_blank_values=True)
+        serialize = _flag(query, "serialize", url)
+        if query or parts.netloc or parts.path not in ("", "/"):
+            raise ConfigurationError(
+                f"backend URL {url!r}: memory:// takes no host, path or option other "
+                "than serialize=",
+                hint='Write "memory://" or "memory://?serialize=true".',
+            )
+        return MemoryBackend(serialize=serialize)
+    known = ", ".join(f"{name}:// ({what})" for name, what in SCHEMES.items())
+    if scheme in ("redis", "rediss"):
+        raise ConfigurationError(
+            f"the {scheme}:// backend is not available in this version of aioflow "
+            f"(available: {', '.join(f'{n}://' for n in SCHEMES)})",
+            hint=f"Backends available here: {known}.",
+        )
+    shown = scheme if len(scheme) <= 40 else scheme[:37] + "..."
+    raise ConfigurationError(
+        f"unknown backend scheme {shown!r} (available: {', '.join(f'{n}://' for n in SCHEMES)})",
+        hint=f"Backends available: {known}.",
+    )

@@ -1,0 +1,105 @@
+"""Run stores: where run journals live (the durable state of runs), and their URLs.
+
+``open_run_store(url)`` gives a store for a URL: ``memory://`` (nothing durable)
+or ``sqlite:///abs/path/runs.db`` / ``sqlite://relative/path.db`` (durable, many
+runs and processes per file). The contract is :class:`RunStore`; see
+``docs/stores.md``.
+
+Importing this package does not import ``sqlite3``: the SQLite store is imported
+on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .base import NO_BLOBS, Batch, RunStore
+from .durations import format_duration, parse_duration
+from .memory import MemoryStore
+from .records import (
+    FINAL_RUN_STATUSES,
+    RUN_STATUSES,
+    TASK_STATUSES,
+    JournalRecord,
+    RecordKind,
+    RunInfo,
+    RunStatus,
+    StoreStatistics,
+    TaskStatus,
+    blob_digest,
+)
+from .urls import SCHEMES, StoreURL, parse_store_url
+
+if TYPE_CHECKING:
+    from .sqlite import SQLiteStore
+
+__all__ = [
+    "FINAL_RUN_STATUSES",
+    "NO_BLOBS",
+    "RUN_STATUSES",
+    "SCHEMES",
+    "TASK_STATUSES",
+    "Batch",
+    "JournalRecord",
+    "MemoryStore",
+    "RecordKind",
+    "RunInfo",
+    "RunStatus",
+    "RunStore",
+    "SQLiteStore",
+    "StoreStatistics",
+    "StoreURL",
+    "TaskStatus",
+    "blob_digest",
+    "create_run_store",
+    "format_duration",
+    "open_run_store",
+    "parse_duration",
+    "parse_store_url",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SQLiteStore":  # lazily: importing aioflow.stores does not import sqlite3
+        from .sqlite import SQLiteStore
+
+        return SQLiteStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def create_run_store(url: StoreURL) -> RunStore:
+    """The store a parsed :class:`StoreURL` describes (not opened yet)."""
+    if url.scheme == "memory":
+        return MemoryStore(retention=url.retention)
+    from .sqlite import SQLiteStore
+
+    assert url.path is not None
+    return SQLiteStore(
+        url.path,
+        synchronous=url.synchronous,
+        busy_timeout=url.busy_timeout,
+        check=url.check,
+        retention=url.retention,
+    )
+
+
+def open_run_store(url: str | RunStore) -> RunStore:
+    """The run store for ``url`` (a store is returned as is).
+
+    The store is not opened yet: use it as ``async with open_run_store(url) as
+    store:`` (or let it open on first use, and ``await store.aclose()``).
+
+    URLs: ``memory://`` (a new, empty in-memory store each call);
+    ``sqlite:///abs/path/runs.db`` (three slashes: an absolute path);
+    ``sqlite://relative/path.db`` (two: relative to the current directory;
+    ``sqlite://~/runs.db`` in the home directory). Options as a query:
+    ``?synchronous=normal|full``, ``?retention=7d``, ``?busy_timeout=30s``,
+    ``?check=quick|full|off``.
+
+    Raises:
+        ConfigurationError: an unknown scheme (the message names the known ones),
+            an unusable path, or a bad option.
+    """
+    if isinstance(url, RunStore):
+        return url
+    return create_run_store(parse_store_url(url))

@@ -1,0 +1,409 @@
+"""The worker runtime: executes signed ``TaskCall`` s from any backend.
+
+A :class:`Worker` turns a signed :class:`~aioflow.serialization.TaskCall` into a
+signed :class:`~aioflow.serialization.TaskResult`: it verifies and decodes the
+call, resolves the task's code (by import path, or signed cloudpickle), builds a
+worker-side :class:`~aioflow.TaskContext` that behaves like the in-process one
+(``ctx.channel`` and ``ctx.result(name)`` through the backend, ``ctx.attempt``,
+``ctx.log`` with the worker id bound), runs the attempt through the same code as
+the in-process backend (:class:`~aioflow._execution.AttemptRunner`), and carries
+the task's control requests and its exception (type, message, remote traceback)
+back in the result. Everything it needs is injected: backend, handlers,
+instruments (R6).
+
+Backends feed it: the serializing in-process backend
+(``memory://?serialize=true``) calls :meth:`Worker.execute` for every execution;
+remote backends hand it the calls they receive.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+import anyio
+
+from . import events as ev
+from ._execution import AttemptRunner
+from .backends.base import Execution, Status
+from .context import ControlRequests, RunAccess
+from .errors import AioflowError, SerializationError
+from .handlers import Handler, InlineHandler
+from .instruments import Instruments
+from .observability.logging import get_logger
+from .serialization import (
+    ErrorInfo,
+    Keyring,
+    TaskCall,
+    TaskResult,
+    decode_call,
+    encode_result,
+)
+from .task import Task, TaskOptions
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
+    from .channels import Channel
+
+__all__ = ["RunResources", "Worker", "requests_from_wire", "requests_to_wire"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunResources:
+    """What the tasks of one run see on a worker: its channel, its results and inputs."""
+
+    channel: Channel
+    view: RunAccess
+
+
+def _new_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    """Executes task calls handed to it by a backend and returns their results.
+
+    ``async with Worker(backend, ...) as worker:`` enters the handlers (they are
+    closed when the worker closes, waiting for what they still account for).
+
+    Args:
+        backend: the backend this worker serves.
+        handlers: handlers by name (``"inline"`` is added when missing).
+        instruments: objects with hooks (:mod:`aioflow.instruments`), told of every
+            attempt this worker runs (``on_task_start``, ``on_task_end``).
+        concurrency: how many attempts may run at once (None: no limit).
+        worker_id: this worker's id (default: host-pid-random).
+        keyring: verifies calls and signs results (default: from the environment).
+        allow_pickled_code: accept task code sent as signed cloudpickle (default True:
+            every payload is signed, so only a holder of the key can send code).
+    """
+
+    def __init__(
+        self,
+        backend: Backend | None = None,
+        *,
+        handlers: Mapping[str, Handler] | None = None,
+        instruments: Iterable[object] = (),
+        concurrency: int | None = 16,
+        worker_id: str | None = None,
+        keyring: Keyring | None = None,
+        allow_pickled_code: bool = True,
+    ) -> None:
+        self.backend = backend
+        self.worker_id = worker_id or _new_worker_id()
+        self._handlers: dict[str, Handler] = {"inline": InlineHandler()}
+        self._handlers.update(handlers or {})
+        self._keyring = keyring
+        self._allow_code = allow_pickled_code
+        self._inst = Instruments(instruments, worker_id=self.worker_id)
+        self._limiter = anyio.CapacityLimiter(concurrency) if concurrency else None
+        self._running: dict[str, anyio.CancelScope] = {}
+        self._cancel_reasons: dict[str, str] = {}
+        self._log = get_logger("worker", worker_id=self.worker_id)
+        self._entered = 0
+
+    @property
+    def keyring(self) -> Keyring:
+        if self._keyring is None:
+            self._keyring = Keyring.from_env()
+        return self._keyring
+
+    @property
+    def running(self) -> int:
+        """How many attempts execute now."""
+        return len(self._running)
+
+    async def __aenter__(self) -> Self:
+        for handler in self._handlers.values():
+            await handler.__aenter__()
+        self._entered += 1
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._entered -= 1
+        with anyio.CancelScope(shield=True):
+            for handler in reversed(list(self._handlers.values())):
+                await handler.__aexit__(None, None, None)
+
+    def cancel(self, call_id: str, reason: str = "cancelled") -> bool:
+        """Cancel the running attempt ``call_id``; True if it was running here."""
+        scope = self._running.get(call_id)
+        if scope is None:
+            return False
+        self._cancel_reasons[call_id] = reason
+        scope.cancel()
+        return True
+
+    async def execute(
+        self,
+        payload: bytes,
+        resources: RunResources,
+        *,
+        started: Callable[[TaskCall], None] | None = None,
+    ) -> bytes:
+        """Verify and run one signed ``TaskCall``; return the signed ``TaskResult``.
+
+        Args:
+            payload: the signed call.
+            resources: the run's channel and results, as this side sees them.
+            started: called with the call when the task's code starts.
+
+        Raises:
+            PayloadSignatureError: the call is not signed with an accepted key
+                (nothing of it was decoded); the caller dead-letters it.
+            SerializationError: the call is malformed. (A call whose arguments or
+                code cannot be loaded here comes back as a failed result instead.)
+        """
+        keyring = self.keyring
+        try:
+            call = decode_call(payload, keyring, allow_pickled_code=self._allow_code)
+        except SerializationError as exc:
+            if exc.run_id is None or exc.task_name is None:
+                raise
+            return self._failure(exc.run_id, exc.task_name, exc.attempt or 1, exc, keyring)
+        if self._limiter is None:
+            return await self._run(call, resources, started, keyring)
+        async with self._limiter:
+            return await self._run(call, resources, started, keyring)
+
+    async def _run(
+        self,
+        call: TaskCall,
+        resources: RunResources,
+        started: Callable[[TaskCall], None] | None,
+        keyring: Keyring,
+    ) -> bytes:
+        try:
+            task = _task_of(call)
+        except AioflowError as exc:  # TaskNotFoundError: the code is not here
+            return self._encode(call, _failed(call, exc, self.worker_id), keyring)
+        args_in = dict(call.args)
+        positional = tuple(args_in.pop("*", ()))
+        execution = Execution(
+            0,
+            task,
+            call.task_name,
+            call.attempt,
+            call.iteration,
+            positional,
+            args_in,
+            tuple(call.options.get("context", ())),
+            call,
+        )
+        outcome: list[Execution] = []
+
+        def on_started(ex: Execution) -> None:
+            if started is not None:
+                started(call)
+            if self._inst.task_start:
+                self._inst.emit(
+                    ev.TaskStarted(
+                        run_id=call.run_id,
+                        task_name=call.task_name,
+                        attempt=call.attempt,
+                        iteration=call.iteration,
+                    )
+                )
+
+        runner = AttemptRunner(
+            run_id=call.run_id,
+            channel=resources.channel,
+            view=resources.view,
+            handlers=self._handlers,
+            report=outcome.append,
+            on_started=on_started,
+            worker_id=self.worker_id,
+        )
+        started_at = time.time()
+        with anyio.CancelScope() as scope:
+            self._running[call.call_id] = scope
+            try:
+                await runner.run(execution, scope)
+            finally:
+                del self._running[call.call_id]
+        if scope.cancelled_caught:
+            execution.cancel_reason = self._cancel_reasons.pop(call.call_id, None)
+            runner.cancelled(execution)
+        self._cancel_reasons.pop(call.call_id, None)
+        result = _result_of(call, outcome[0], self.worker_id, started_at)
+        self._emit_end(call, outcome[0])
+        return self._encode(call, result, keyring)
+
+    def _emit_end(self, call: TaskCall, execution: Execution) -> None:
+        if not self._inst.task_end:
+            return
+        event: ev.Event
+        if execution.status is Status.SUCCEEDED:
+            event = ev.TaskSucceeded(
+                run_id=call.run_id,
+                task_name=call.task_name,
+                attempt=call.attempt,
+                iteration=call.iteration,
+                duration=execution.duration,
+            )
+        elif execution.status is Status.CANCELLED:
+            event = ev.TaskCancelled(
+                run_id=call.run_id, task_name=call.task_name, reason=str(execution.error)
+            )
+        else:
+            assert execution.error is not None
+            event = ev.TaskFailed(
+                run_id=call.run_id,
+                task_name=call.task_name,
+                attempt=call.attempt,
+                error=execution.error,
+            )
+        self._inst.emit(event)
+
+    def _encode(self, call: TaskCall, result: TaskResult, keyring: Keyring) -> bytes:
+        try:
+            return encode_result(result, keyring)
+        except SerializationError as exc:
+            what = "result" if result.status == "succeeded" else "outcome"
+            error = SerializationError(
+                f"the {what} of task {call.task_name!r} cannot leave its process: {exc}",
+                hint=exc.hint,
+                run_id=call.run_id,
+                task_name=call.task_name,
+                attempt=call.attempt,
+            )
+            error.__cause__ = exc
+            self._log.warning(
+                "task result cannot be encoded", task_name=call.task_name, error=str(exc)
+            )
+            return encode_result(_failed(call, error, self.worker_id), keyring)
+
+    def _failure(
+        self, run_id: str, task_name: str, attempt: int, exc: BaseException, keyring: Keyring
+    ) -> bytes:
+        result = TaskResult(
+            call_id="",
+            run_id=run_id,
+            task_name=task_name,
+            attempt=attempt,
+            status="failed",
+            error=ErrorInfo.from_exception(exc),
+            worker_id=self.worker_id,
+        )
+        return encode_result(result, keyring)
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.worker_id} running={self.running}>"
+
+
+# --- between executions and the wire ---------------------------------------------------
+
+
+def _options_of(call: TaskCall) -> TaskOptions:
+    o = call.options
+    return TaskOptions(
+        timeout=o.get("timeout"),
+        max_cycles=o.get("max_cycles", 100),
+        handler=o.get("handler", "inline"),
+        queue=o.get("queue", "default"),
+        priority=o.get("priority", 0),
+    )
+
+
+def _task_of(call: TaskCall) -> Task[..., Any]:
+    """The task a call names (its code resolved on this side)."""
+    code = call.ref.resolve()
+    fn = code.fn if isinstance(code, Task) else code
+    if not callable(fn):
+        raise SerializationError(
+            f"task reference {call.ref.path!r} does not name a function",
+            hint="Refer to a @task or a module-level function.",
+        )
+    return Task(fn, name=call.task_name, options=_options_of(call))
+
+
+def _failed(call: TaskCall, exc: BaseException, worker_id: str) -> TaskResult:
+    return TaskResult.failed(call, exc, worker_id=worker_id, finished_at=time.time())
+
+
+def _result_of(
+    call: TaskCall, execution: Execution, worker_id: str, started_at: float
+) -> TaskResult:
+    meta: dict[str, Any] = {
+        "worker_id": worker_id,
+        "started_at": started_at,
+        "finished_at": time.time(),
+        "requests": requests_to_wire(execution.requests),
+    }
+    if execution.status is Status.SUCCEEDED:
+        return TaskResult.succeeded(call, execution.value, **meta)
+    assert execution.error is not None
+    error = ErrorInfo.from_exception(execution.error)
+    status: Literal["cancelled", "failed"] = (
+        "cancelled" if execution.status is Status.CANCELLED else "failed"
+    )
+    return TaskResult(
+        call_id=call.call_id,
+        run_id=call.run_id,
+        task_name=call.task_name,
+        attempt=call.attempt,
+        status=status,
+        error=error,
+        **meta,
+    )
+
+
+def requests_to_wire(requests: ControlRequests | None) -> dict[str, Any] | None:
+    """Control requests as plain data (tasks travel by reference, in the signed result)."""
+    if requests is None:
+        return None
+    wire: dict[str, Any] = {}
+    if requests.iterate:
+        wire["iterate"] = True
+        wire["data"] = requests.iteration_data
+    if requests.next_tasks:
+        wire["next"] = [[target, goto] for target, goto in requests.next_tasks]
+    if requests.terminate is not None:
+        wire["terminate"] = requests.terminate
+    if requests.cancel is not None:
+        wire["cancel"] = requests.cancel
+    return wire
+
+
+def requests_from_wire(wire: Mapping[str, Any] | None) -> ControlRequests | None:
+    """The :class:`ControlRequests` of a decoded result.
+
+    Raises:
+        SerializationError: a malformed request.
+    """
+    if wire is None:
+        return None
+    requests = ControlRequests()
+    if wire.get("iterate"):
+        requests.iterate = True
+        requests.iteration_data = wire.get("data")
+    targets = wire.get("next")
+    if targets is not None:
+        next_tasks: list[tuple[Task[..., Any] | str, bool]] = []
+        for item in targets:
+            if (
+                not isinstance(item, list | tuple)
+                or len(item) != 2
+                or not isinstance(item[0], Task | str)
+                or type(item[1]) is not bool
+            ):
+                raise SerializationError("malformed next_task request in a task result")
+            next_tasks.append((item[0], item[1]))
+        requests.next_tasks = next_tasks
+    for name in ("terminate", "cancel"):
+        value = wire.get(name)
+        if value is not None and type(value) is not str:
+            raise SerializationError(f"malformed {name} request in a task result")
+        setattr(requests, name, value)
+    return requests

@@ -1,0 +1,188 @@
+"""Tasks of the backend contract suite: module-level, so they travel by reference."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import anyio
+
+import aioflow
+from aioflow import TaskContext, task
+
+#: What ran in this process, and what is running now (checked by the tests).
+RAN: list[str] = []
+RUNNING: set[str] = set()
+GATE = threading.Event()
+
+
+def reset() -> None:
+    RAN.clear()
+    RUNNING.clear()
+    GATE.clear()
+
+
+@task
+async def one() -> int:
+    RAN.append("one")
+    return 1
+
+
+@task
+async def add(value: int, more: int = 1) -> int:
+    return value + more
+
+
+@task
+def sync_double(value: int) -> int:  # runs in a worker thread
+    return value * 2
+
+
+@task
+async def fail(message: str = "boom") -> None:
+    raise ValueError(message)
+
+
+@task
+async def flaky(ctx: TaskContext, failures: int = 2) -> int:
+    if ctx.attempt <= failures:
+        raise RuntimeError(f"attempt {ctx.attempt} fails")
+    return ctx.attempt
+
+
+@task(timeout=0.05)
+async def too_slow() -> str:
+    await anyio.sleep(5)
+    return "late"
+
+
+@task
+async def counter(ctx: TaskContext, data: int = 0) -> int:
+    if data < 4:
+        ctx.next_iteration(data + 1)
+    return data
+
+
+@task
+async def bump(ctx: TaskContext, times: int = 20) -> int:
+    total = 0
+    for _ in range(times):
+        total = await ctx.channel.incr("count")
+        await anyio.lowlevel.checkpoint()
+    await ctx.channel.append("names", ctx.task_name)
+    return total
+
+
+@task
+async def read_channel(ctx: TaskContext) -> dict[str, Any]:
+    return {"count": await ctx.channel.get("count"), "names": await ctx.channel.get("names")}
+
+
+@task
+async def reads_result(ctx: TaskContext) -> Any:
+    return ctx.result("one", "missing")
+
+
+@task
+async def spawn(ctx: TaskContext) -> str:
+    ctx.next_task(child)
+    return "spawned"
+
+
+@task
+async def child(spawn: str) -> str:
+    return f"child of {spawn}"
+
+
+@task
+async def jump(ctx: TaskContext) -> str:
+    ctx.next_task(child_jump, goto=True)
+    return "jumped"
+
+
+@task
+async def child_jump() -> str:
+    return "landed"
+
+
+@task
+async def never() -> None:
+    raise AssertionError("must not run")
+
+
+@task
+async def terminate(ctx: TaskContext) -> str:
+    ctx.terminate_workflow("enough")
+    return "stopping"
+
+
+@task
+async def cancel_run(ctx: TaskContext) -> None:
+    ctx.cancel_workflow("no more")
+
+
+@task
+async def waits(ctx: TaskContext) -> None:
+    RUNNING.add(ctx.task_name)
+    try:
+        await anyio.sleep_forever()
+    finally:
+        RUNNING.discard(ctx.task_name)
+
+
+@task
+def blocks(ctx: TaskContext) -> str:
+    RUNNING.add(ctx.task_name)
+    try:
+        GATE.wait(5)
+        time.sleep(0.01)
+        return "done"
+    finally:
+        RUNNING.discard(ctx.task_name)
+
+
+@task
+async def returns_lock() -> Any:
+    return threading.Lock()
+
+
+@task
+async def takes(value: Any) -> Any:
+    return value
+
+
+@task
+async def stores_lock(ctx: TaskContext) -> None:
+    await ctx.channel.set("lock", threading.Lock())
+
+
+class Custom(Exception):
+    pass
+
+
+@task
+async def raises_custom() -> None:
+    raise Custom("custom failure")
+
+
+@task
+async def picks_context(ctx: TaskContext) -> str:
+    return f"{ctx.run_id}:{ctx.task_name}:{ctx.attempt}:{ctx.iteration}"
+
+
+def mixed() -> aioflow.Workflow:
+    """A workflow with the channel, ctx.result, a loop, a dynamic task and a retry."""
+    with aioflow.workflow("mixed") as wf:
+        start = one.bind(name="start")
+        retried = flaky.bind(name="retried", failures=1).with_options(
+            retries=aioflow.RetryPolicy(retries=2, backoff=0)
+        )
+        loop = counter.bind(name="loop")
+        bumps = aioflow.parallel(
+            bump.bind(name="b1"), bump.bind(name="b2"), bump.bind(name="b3"), name="bumps"
+        )
+        start >> retried >> loop >> bumps >> read_channel >> spawn
+        wf.add(one, reads_result)
+        one >> reads_result
+    return wf
