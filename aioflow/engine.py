@@ -76,6 +76,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_MAX_CONCURRENCY", "Scheduler"]
 
 _SUCCEEDED = Status.SUCCEEDED
+_MAX_BACKLOG = 20_000  # journal records waiting for a commit before the scheduler waits
 
 Final = tuple[RunStatus, str | None, BaseException | None]
 
@@ -281,14 +282,18 @@ class Scheduler:
             if self._timers:
                 self._fire_timers()
             journal = self._journal
-            if journal and journal.pending and self._journal_every == "task" and not self._final:
-                if self._ready:
-                    # What is about to start depends on outcomes just recorded: they
-                    # are durable first (waiting for a commit in flight, if any).
+            every = self._journal_every
+            if journal and journal.pending and every != "manual" and not self._final:
+                if (self._ready and every == "task") or journal.backlog > _MAX_BACKLOG:
+                    # "task": what is about to start depends on outcomes just recorded;
+                    # they are durable first (after a commit in flight, if any). Any
+                    # mode: backpressure when the store falls behind.
                     await self._flush_or_fail()
                 elif not self._flushing:
-                    # Nothing to start: commit in the background, while the tasks
-                    # in flight go on (one commit in flight at a time).
+                    # Nothing to start ("task"), or "background": commit behind the run,
+                    # one commit at a time and in order. A task's record is never
+                    # committed before its predecessors', so the journal stays a
+                    # consistent prefix of the run (see docs/checkpoints.md).
                     self._flushing = True
                     self._background.start_soon(self._background_flush)
             self._launch(session)
@@ -846,8 +851,11 @@ class Scheduler:
             await self._journal.flush()
 
     async def _background_flush(self) -> None:
+        journal = self._journal
         try:
-            await self._flush_or_fail()
+            # Records made while a commit was in flight go in the next one together.
+            while journal is not None and journal.pending and self._final is None:
+                await self._flush_or_fail()
         finally:
             self._flushing = False
 

@@ -139,6 +139,11 @@ class Journal:
         """True when records wait to be committed."""
         return bool(self._batch) or bool(self._started)
 
+    @property
+    def backlog(self) -> int:
+        """How many records wait to be committed."""
+        return len(self._batch)
+
     def _signed(self, kind: RecordKind, payload: dict[str, Any], **meta: Any) -> None:
         """Add a numbered record; it is signed with its batch (see :meth:`_seal`)."""
         payload["n"] = self._n + 1

@@ -93,8 +93,8 @@ QUICK_CHAIN_SIZES: tuple[int, ...] = (50, 200)
 QUICK_FANOUT_TASKS = 200
 WARMUP_TASKS = 20
 
-AIOFLOW_VARIANTS: tuple[str, ...] = ("memory", "sqlite_normal", "sqlite_full")
-JOURNALED_VARIANTS: tuple[str, ...] = ("sqlite_normal", "sqlite_full")
+AIOFLOW_VARIANTS: tuple[str, ...] = ("memory", "sqlite_normal", "sqlite_full", "sqlite_background")
+JOURNALED_VARIANTS: tuple[str, ...] = ("sqlite_normal", "sqlite_full", "sqlite_background")
 DEFAULT_JOURNALED = "sqlite_normal"
 DBOS_VARIANTS: tuple[str, ...] = ("async", "sync", "async_wal", "sync_wal")
 
@@ -108,6 +108,10 @@ CONFIG_NOTES: dict[tuple[str, str], str] = {
     ("aioflow", "memory"): "await aioflow.run(wf) (no checkpoint=, nothing durable)",
     ("aioflow", "sqlite_normal"): (
         'await aioflow.run(wf, checkpoint="sqlite:///DIR/runs.db") (WAL, synchronous=normal)'
+    ),
+    ("aioflow", "sqlite_background"): (
+        'await aioflow.run(wf, checkpoint="sqlite:///DIR/runs.db", checkpoint_every="background") '
+        "(WAL, synchronous=normal; commits run behind the run)"
     ),
     ("aioflow", "sqlite_full"): (
         'await aioflow.run(wf, checkpoint="sqlite:///DIR/runs.db?synchronous=full") '
@@ -197,6 +201,8 @@ def aioflow_child(spec: dict[str, Any], record: dict[str, Any], directory: Path)
 
     url = store_url(variant, directory)
     kwargs: dict[str, Any] = {} if url is None else {"checkpoint": url}
+    if variant == "sqlite_background":
+        kwargs["checkpoint_every"] = "background"
 
     def check_status(result: Any) -> None:
         status = getattr(result, "status", None)
