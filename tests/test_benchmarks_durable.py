@@ -20,7 +20,8 @@ SCRIPT = ROOT / "benchmarks" / "durable.py"
 
 QUICK_CHAIN_SIZES = (50, 200)
 QUICK_FANOUT_TASKS = 200
-VARIANTS = ("memory", "sqlite_normal", "sqlite_full")
+VARIANTS = ("memory", "sqlite_normal", "sqlite_full", "sqlite_background")
+JOURNALED = ("sqlite_normal", "sqlite_full", "sqlite_background")
 MEASUREMENT_KEYS = {
     "engine",
     "engine_version",
@@ -115,7 +116,7 @@ def test_quick_aioflow_only() -> None:
     assert got == expected
 
     ratios = {r["name"]: r for r in records if r["kind"] == "ratio"}
-    assert sorted(ratios) == ["fanout_sqlite_full_vs_memory", "fanout_sqlite_normal_vs_memory"]
+    assert sorted(ratios) == sorted(f"fanout_{v}_vs_memory" for v in JOURNALED)
     for line in ratios.values():
         assert line["valid"] is True
         assert isinstance(line["ratio"], float) and line["ratio"] > 0
@@ -136,7 +137,7 @@ def test_quick_aioflow_only() -> None:
             "journaled_chain_scaling",
             "journaled_fanout_vs_unjournaled",
         )
-        for variant in ("sqlite_normal", "sqlite_full")
+        for variant in JOURNALED
     }  # no DBOS comparison without --vs dbos
 
 

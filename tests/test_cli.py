@@ -749,7 +749,7 @@ def test_run_refuses_a_file_that_is_not_a_run_store(
 @pytest.mark.parametrize(
     ("store", "message"),
     [
-        ("redis://localhost/0", "not available yet"),
+        ("redis://localhost/zero", "the database must be a number"),
         ("ftp://host/runs.db", "unknown scheme"),
         ("sqlite:///tmp/x.db?frobnicate=1", "unknown option"),
     ],

@@ -16,6 +16,7 @@ def test_installed_module_is_returned() -> None:
 
 def test_missing_module_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "redis", None)  # makes `import redis` fail
+    monkeypatch.setitem(sys.modules, "redis.asyncio", None)  # also when already imported
     with pytest.raises(MissingDependencyError) as info:
         require("redis.asyncio", feature="the Redis backend")
     err = info.value

@@ -2,11 +2,12 @@
 
 ``open_run_store(url)`` gives a store for a URL: ``memory://`` (nothing durable)
 or ``sqlite:///abs/path/runs.db`` / ``sqlite://relative/path.db`` (durable, many
-runs and processes per file). The contract is :class:`RunStore`; see
+runs and processes per file) or ``redis://host:6379/0`` / ``rediss://`` (shared by
+every process that reaches the server). The contract is :class:`RunStore`; see
 ``docs/stores.md``.
 
-Importing this package does not import ``sqlite3``: the SQLite store is imported
-on first use.
+Importing this package does not import ``sqlite3`` or ``redis``: the SQLite and
+Redis stores are imported on first use.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .records import (
 from .urls import SCHEMES, StoreURL, parse_store_url
 
 if TYPE_CHECKING:
+    from .redis import RedisStore
     from .sqlite import SQLiteStore
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "JournalRecord",
     "MemoryStore",
     "RecordKind",
+    "RedisStore",
     "RunInfo",
     "RunStatus",
     "RunStore",
@@ -64,6 +67,10 @@ def __getattr__(name: str) -> Any:
         from .sqlite import SQLiteStore
 
         return SQLiteStore
+    if name == "RedisStore":  # lazily: importing aioflow.stores does not import redis
+        from .redis import RedisStore
+
+        return RedisStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -71,6 +78,17 @@ def create_run_store(url: StoreURL) -> RunStore:
     """The store a parsed :class:`StoreURL` describes (not opened yet)."""
     if url.scheme == "memory":
         return MemoryStore(retention=url.retention)
+    if url.scheme in ("redis", "rediss"):
+        from .redis import RedisStore
+
+        assert url.redis_url is not None
+        return RedisStore(
+            url.redis_url,
+            prefix=url.prefix,
+            timeout=url.timeout,
+            connect_timeout=url.connect_timeout,
+            retention=url.retention,
+        )
     from .sqlite import SQLiteStore
 
     assert url.path is not None
@@ -92,9 +110,11 @@ def open_run_store(url: str | RunStore) -> RunStore:
     URLs: ``memory://`` (a new, empty in-memory store each call);
     ``sqlite:///abs/path/runs.db`` (three slashes: an absolute path);
     ``sqlite://relative/path.db`` (two: relative to the current directory;
-    ``sqlite://~/runs.db`` in the home directory). Options as a query:
-    ``?synchronous=normal|full``, ``?retention=7d``, ``?busy_timeout=30s``,
-    ``?check=quick|full|off``.
+    ``sqlite://~/runs.db`` in the home directory);
+    ``redis://[user:password@]host:port/db`` or ``rediss://`` (TLS). Options as a
+    query: ``?synchronous=normal|full``, ``?retention=7d``, ``?busy_timeout=30s``,
+    ``?check=quick|full|off`` (SQLite); ``?prefix=``, ``?retention=``, ``?timeout=``,
+    ``?connect_timeout=`` (Redis).
 
     Raises:
         ConfigurationError: an unknown scheme (the message names the known ones),

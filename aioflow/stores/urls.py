@@ -19,6 +19,13 @@ Query options (all optional)::
 (``parse_duration``) or ``none``; ``busy_timeout``: a duration (default 10s);
 ``check``: ``quick`` (default), ``full`` or ``off``. A path containing ``?``,
 ``#`` or ``%`` writes them percent-encoded (``%3F``, ``%23``, ``%25``).
+
+Redis (``rediss://`` for TLS; username and password percent-encoded)::
+
+    redis://127.0.0.1:6379/0?prefix=myapp&retention=7d&timeout=10s&connect_timeout=5s
+    rediss://user:password@redis.example.com:6380/2
+
+``str()`` of a Redis URL shows no password.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from __future__ import annotations
 import os
 import re
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal, cast
 
 from ..errors import ConfigurationError
@@ -34,16 +41,26 @@ from .durations import format_duration, parse_duration
 
 __all__ = ["SCHEMES", "StoreURL", "parse_store_url"]
 
-SCHEMES: Final = ("memory://", "sqlite:///abs/path.db", "sqlite://relative/path.db")
+SCHEMES: Final = (
+    "memory://",
+    "sqlite:///abs/path.db",
+    "sqlite://relative/path.db",
+    "redis://host:port/db",
+    "rediss://host:port/db",
+)
 _SCHEME: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)://")
 _OPTIONS: Final = {
     "memory": ("retention",),
     "sqlite": ("synchronous", "retention", "busy_timeout", "check"),
+    "redis": ("prefix", "retention", "timeout", "connect_timeout"),
+    "rediss": ("prefix", "retention", "timeout", "connect_timeout"),
 }
+_REDIS_TIMEOUT: Final = 10.0
+_REDIS_CONNECT_TIMEOUT: Final = 5.0
 _DEFAULT_BUSY_TIMEOUT: Final = 10.0
 _HINT: Final = (
-    "Use memory:// (nothing durable), sqlite:///absolute/path/runs.db or "
-    "sqlite://relative/path/runs.db; see docs/stores.md."
+    "Use memory:// (nothing durable), sqlite:///absolute/path/runs.db, "
+    "sqlite://relative/path/runs.db or redis://host:6379/0; see docs/stores.md."
 )
 
 
@@ -59,17 +76,28 @@ class StoreURL:
         retention: seconds, or None.
         busy_timeout: seconds (SQLite).
         check: ``"quick"``, ``"full"`` or ``"off"`` (SQLite).
+        redis_url: the Redis connection URL, without aioflow's options (Redis);
+            never shown by ``repr()`` or ``str()`` with its password.
+        prefix: the namespace of the store's keys (Redis).
+        timeout: seconds to wait for a reply (Redis).
+        connect_timeout: seconds to connect (Redis).
     """
 
-    scheme: Literal["memory", "sqlite"]
+    scheme: Literal["memory", "sqlite", "redis", "rediss"]
     path: str | None = None
     synchronous: Literal["normal", "full"] = "normal"
     retention: float | None = None
     busy_timeout: float = _DEFAULT_BUSY_TIMEOUT
     check: Literal["quick", "full", "off"] = "quick"
+    redis_url: str | None = field(default=None, repr=False)
+    prefix: str = "aioflow"
+    timeout: float = _REDIS_TIMEOUT
+    connect_timeout: float = _REDIS_CONNECT_TIMEOUT
 
     def __str__(self) -> str:
         options: list[tuple[str, str]] = []
+        if self.scheme in ("redis", "rediss"):
+            return self._redis_str()
         if self.synchronous != "normal":
             options.append(("synchronous", self.synchronous))
         if self.retention is not None:
@@ -81,6 +109,28 @@ class StoreURL:
         query = f"?{urllib.parse.urlencode(options)}" if options else ""
         path = "" if self.path is None else urllib.parse.quote(self.path, safe="/~:@!$&'()*+,;=")
         return f"{self.scheme}://{path}{query}"
+
+    def _redis_str(self) -> str:
+        options: list[tuple[str, str]] = []
+        if self.prefix != "aioflow":
+            options.append(("prefix", self.prefix))
+        if self.retention is not None:
+            options.append(("retention", format_duration(self.retention)))
+        if self.timeout != _REDIS_TIMEOUT:
+            options.append(("timeout", format_duration(self.timeout)))
+        if self.connect_timeout != _REDIS_CONNECT_TIMEOUT:
+            options.append(("connect_timeout", format_duration(self.connect_timeout)))
+        query = f"?{urllib.parse.urlencode(options)}" if options else ""
+        return _without_password(self.redis_url or f"{self.scheme}://") + query
+
+
+def _without_password(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.partition(':')[0]}:***@{host}"
 
 
 def _bad(url: str, why: str, hint: str = _HINT) -> ConfigurationError:
@@ -118,17 +168,13 @@ def parse_store_url(url: str) -> StoreURL:
     scheme = match.group(1).lower()
     rest = url[match.end() :]
     if scheme not in _OPTIONS:
-        if scheme in ("redis", "rediss"):
-            raise _bad(
-                url,
-                "the Redis run store comes with the Redis backend and is not available yet",
-                hint="Use sqlite:///path/runs.db for a durable store meanwhile.",
-            )
         raise _bad(url, f"unknown scheme {scheme + '://'!r}; known: {', '.join(SCHEMES)}")
     if "#" in rest:
         raise _bad(url, "a fragment (#...) has no meaning here; write '#' in a path as %23")
     raw_path, _, query = rest.partition("?")
     options = _parse_query(url, query, _OPTIONS[scheme])
+    if scheme in ("redis", "rediss"):
+        return _redis(url, scheme, raw_path, options)
     if scheme == "memory":
         if raw_path:
             raise _bad(url, "memory:// takes no path (each memory store is new and empty)")
@@ -170,6 +216,36 @@ def _sqlite(url: str, path: str, options: dict[str, str]) -> StoreURL:
         check=cast(
             Literal["quick", "full", "off"],
             _choice(url, "check", options.get("check", "quick"), ("quick", "full", "off")),
+        ),
+    )
+
+
+def _redis(url: str, scheme: str, rest: str, options: dict[str, str]) -> StoreURL:
+    shown = _without_password(url)
+    hint = "For example redis://127.0.0.1:6379/0 or rediss://user:password@host:6380/0."
+    try:
+        parts = urllib.parse.urlsplit(f"{scheme}://{rest}")
+        port = parts.port
+    except ValueError as exc:
+        raise _bad(shown, f"not a Redis URL ({exc})", hint) from None
+    if not parts.hostname:
+        raise _bad(shown, "no host", hint)
+    if port == 0:
+        raise _bad(shown, "port 0", hint)
+    db = parts.path.lstrip("/")
+    if parts.path not in ("", "/") and not (db.isdigit() and db.isascii()):
+        raise _bad(shown, f"the database must be a number, got {db!r}", hint)
+    prefix = options.get("prefix", "aioflow")
+    if not prefix or any(c.isspace() for c in prefix):
+        raise _bad(shown, f"prefix must be non-empty and without spaces, got {prefix!r}", hint)
+    return StoreURL(
+        cast(Literal["redis", "rediss"], scheme),
+        retention=_retention(shown, options),
+        redis_url=f"{scheme}://{rest}",
+        prefix=prefix,
+        timeout=_duration(shown, "timeout", options.get("timeout", str(_REDIS_TIMEOUT))),
+        connect_timeout=_duration(
+            shown, "connect_timeout", options.get("connect_timeout", str(_REDIS_CONNECT_TIMEOUT))
         ),
     )
 

@@ -133,7 +133,12 @@ def test_url_forms() -> None:
     ("url", "message"),
     [
         ("postgres://db/runs", "unknown scheme 'postgres://'; known: memory://, sqlite:///"),
-        ("redis://localhost:6379/0", "comes with the Redis backend"),
+        ("redis://", "no host"),
+        ("redis://localhost:99999/0", "not a Redis URL"),
+        ("redis://localhost:6379/zero", "the database must be a number"),
+        ("redis://u:sekret@localhost:6379/0?prefix=", "prefix must be non-empty"),
+        ("rediss://localhost/0?ssl=1", "unknown option 'ssl'; options here: prefix"),
+        ("redis://localhost/0?timeout=-1s", "timeout: invalid duration"),
         ("runs.db", "did you mean sqlite://runs.db"),
         ("/var/runs.db", "no scheme"),
         ("sqlite://", "no database path"),
@@ -206,7 +211,7 @@ def test_parse_store_url_fails_only_with_a_configuration_error(text: str) -> Non
         url = parse_store_url(text)
     except ConfigurationError:
         return
-    assert url.scheme in ("memory", "sqlite")
+    assert url.scheme in ("memory", "sqlite", "redis", "rediss")
 
 
 @given(st.text(max_size=40))
