@@ -68,7 +68,7 @@ class StoreTarget:
     @property
     def durable(self) -> bool:
         """True when another process can read the store (not ``memory://``)."""
-        return self.url.path is not None
+        return self.url.scheme != "memory"
 
     def open(self, *, check: bool = True) -> RunStore:
         """A new store object for it (``async with`` it); ``check=False`` skips the
@@ -77,7 +77,10 @@ class StoreTarget:
         return create_run_store(url)
 
     def describe(self) -> str:
-        """``sqlite:///abs/path/runs.db`` or ``memory://``, for messages."""
+        """``sqlite:///abs/path/runs.db``, ``redis://host:port/db`` (no password) or
+        ``memory://``, for messages."""
+        if self.url.scheme in ("redis", "rediss"):
+            return str(self.url)  # the password is never shown
         path = self.path
         return "memory://" if path is None else f"sqlite://{path}"
 
