@@ -188,7 +188,8 @@ class Scheduler:
 
     async def execute(self) -> RunResult:
         """Run to the end and return the result (it never raises for task failures)."""
-        if self._replayed_channel:
+        if self._replayed_channel and not self.channel.durable:
+            # A durable channel (Redis) kept the writes itself; a fresh one gets them.
             await replay_channel(self.channel, self._replayed_channel)
         if self._journal is not None:
             self.channel = JournalingChannel(self.channel, self._journal)

@@ -10,13 +10,19 @@ object by accident.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = ["Channel"]
 
 
 class Channel(ABC):
-    """Shared key-value state of one run. All methods are coroutines."""
+    """Shared key-value state of one run. All methods are coroutines.
+
+    ``durable`` is True for a channel whose contents outlive the process (Redis): a
+    resumed run finds them there, so its journaled writes are not applied again.
+    """
+
+    durable: ClassVar[bool] = False
 
     @abstractmethod
     async def get(self, key: str, default: Any = None) -> Any:
