@@ -6,6 +6,8 @@
   friends are unset.
 * Hypothesis keeps no example database, and its other files (constants and
   unicode caches) go to a temporary directory, not to ``.hypothesis/``.
+* ``redis_server``: one real ``redis-server`` per test session, on a free port of
+  127.0.0.1, started on first use and stopped by PID at the end.
 * Tests marked ``slow`` (fuzz volume, benchmark harnesses) are deselected by the
   plain ``pytest`` command (``-m "not slow"`` in pyproject's ``addopts``) and run
   by ``pytest -m slow``, as ``.ci/run`` does.
@@ -16,11 +18,13 @@ from __future__ import annotations
 import atexit
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import configuration as hypothesis_configuration
 from hypothesis import settings
+from redis_server import RedisServer, RedisServerMissing
 
 _HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="aioflow-tests-hypothesis-")
 atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, ignore_errors=True)
@@ -44,3 +48,21 @@ def aioflow_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     for name in _HOST_SETTINGS:  # the developer's own keys and limits do not leak in
         monkeypatch.delenv(name, raising=False)
     return home
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server of this test session on 127.0.0.1 (stopped at the end).
+
+    Never skipped: without ``redis-server`` the tests that use it fail, saying how to
+    install it (``.ci/run`` does).
+    """
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    try:
+        server.start()
+    except RedisServerMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Self
 
 import anyio
 
+from .._redisutil import client_url, redact_url
 from ..errors import AioflowError, ChannelError, MissingDependencyError, PayloadSignatureError
 from ..serialization import PayloadKind, decode_value, encode_value
 from .base import Channel
@@ -118,34 +119,6 @@ if t == 'list' then return {'ok', redis.call('RPUSH', KEYS[1], ARGV[1]) - 1} end
 if t == 'string' then return {'value', redis.call('GET', KEYS[1])} end
 return {'x', t}
 """
-
-
-def _redact(url: str) -> str:
-    """``url`` without its password (``redis://user@host:port/db``)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-    except ValueError:
-        return "redis://(unparsable URL)"
-    if parts.username:
-        host = f"{parts.username}@{host}"
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-def _client_where(client: aioredis.Redis) -> str:
-    kwargs = client.connection_pool.connection_kwargs
-    if "path" in kwargs:
-        return f"unix://{kwargs['path']}"
-    ssl = client.connection_pool.connection_class.__name__.startswith("SSL")
-    user = kwargs.get("username")
-    host = kwargs.get("host", "localhost")
-    where = f"{user}@{host}" if user else str(host)
-    scheme = "rediss" if ssl else "redis"
-    return f"{scheme}://{where}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
 
 
 def _check_name(value: object, what: str, example: str) -> str:
@@ -224,7 +197,7 @@ class RedisChannel(Channel):
         self._password: str | None = None
         if isinstance(client_or_url, str):
             scheme = client_or_url.partition("://")[0].lower()
-            self._where = _redact(client_or_url)
+            self._where = redact_url(client_or_url)
             if scheme not in ("redis", "rediss"):
                 raise ChannelError(
                     f"a Redis channel URL starts with redis:// or rediss://, got {self._where!r}",
@@ -250,7 +223,7 @@ class RedisChannel(Channel):
                     hint="Make it with decode_responses=False (the default).",
                 )
             self._client = client_or_url
-            self._where = _client_where(client_or_url)
+            self._where = client_url(client_or_url)
             self._owned = False
         else:
             raise ChannelError(

@@ -50,6 +50,7 @@ from typing import Any, Final, cast
 
 import anyio
 
+from .._redisutil import client_url, redact_url
 from ..errors import CheckpointError, ConfigurationError, MissingDependencyError
 from .base import Batch, RunStore
 from .records import JournalRecord, RecordKind, RunInfo, RunStatus, StoreStatistics
@@ -270,34 +271,6 @@ _PURGE: Final = _COMMON + "\nreturn purge(ARGV[3], ARGV[4], ARGV[5])\n"
 # --- URLs and messages -------------------------------------------------------------------
 
 
-def redact_url(url: str) -> str:
-    """``url`` without its password (``redis://user@host:port/db``)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        netloc = parts.hostname or ""
-        if ":" in netloc:
-            netloc = f"[{netloc}]"
-        if parts.port is not None:
-            netloc = f"{netloc}:{parts.port}"
-    except ValueError:
-        return "redis://(unparsable URL)"
-    if parts.username:
-        netloc = f"{parts.username}@{netloc}"
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def _client_url(client: aioredis.Redis) -> str:
-    kwargs = client.connection_pool.connection_kwargs
-    ssl = client.connection_pool.connection_class.__name__.startswith("SSL")
-    scheme = "rediss" if ssl else "redis"
-    user = kwargs.get("username")
-    host = kwargs.get("host", "localhost")
-    where = f"{user}@{host}" if user else str(host)
-    if "path" in kwargs:
-        return f"unix://{kwargs['path']}"
-    return f"{scheme}://{where}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
-
-
 def _check_prefix(prefix: object) -> str:
     if not isinstance(prefix, str):
         prefix_ok = False
@@ -388,7 +361,7 @@ class RedisStore(RunStore):
                 )
             self._client = url_or_client
             self._owned = False
-            self._where = _client_url(url_or_client)
+            self._where = client_url(url_or_client)
         else:
             raise ConfigurationError(
                 f"RedisStore takes a redis:// URL or a redis.asyncio.Redis, got "

@@ -8,31 +8,17 @@ id, so every channel starts empty. Without ``redis-server`` the Redis tests fail
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import anyio
 import pytest
 from channel_helpers import Advance, FakeClock, keyring, unique_run_id
-from redis_server import RedisServer, RedisServerMissing
+from redis_server import RedisServer
 
 from aioflow.channels import Channel, MemoryChannel
 from aioflow.channels.redis import RedisChannel
 
 CHANNEL_KINDS = ("memory", "redis")
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A redis-server of this test session on 127.0.0.1 (stopped at the end)."""
-    server = RedisServer(tmp_path_factory.mktemp("redis-channels"))
-    try:
-        server.start()
-    except RedisServerMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

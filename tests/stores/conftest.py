@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_server import RedisServer, RedisServerMissing
+from redis_server import RedisServer
 from store_helpers import FakeClock, StoreFactory
 
 from aioflow.stores import MemoryStore, RunStore
@@ -29,20 +29,6 @@ _prefixes = itertools.count()
 def unique_prefix() -> str:
     """A key prefix no other store of the session uses."""
     return f"test{next(_prefixes)}-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A redis-server of this test session on 127.0.0.1 (stopped at the end)."""
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    try:
-        server.start()
-    except RedisServerMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,37 @@
+"""Small helpers shared by the Redis store and the Redis channel (no Redis import here)."""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+__all__ = ["client_url", "redact_url"]
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password (``redis://user@host:port/db``), for messages."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        netloc = parts.hostname or ""
+        if ":" in netloc:
+            netloc = f"[{netloc}]"
+        if parts.port is not None:
+            netloc = f"{netloc}:{parts.port}"
+    except ValueError:
+        return "redis://(unparsable URL)"
+    if parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def client_url(client: Any) -> str:
+    """Where a ``redis.asyncio.Redis`` client connects, without its password."""
+    kwargs = client.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}"
+    ssl = client.connection_pool.connection_class.__name__.startswith("SSL")
+    user = kwargs.get("username")
+    host = kwargs.get("host", "localhost")
+    where = f"{user}@{host}" if user else str(host)
+    scheme = "rediss" if ssl else "redis"
+    return f"{scheme}://{where}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
