@@ -15,6 +15,7 @@ import stat
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -525,3 +526,20 @@ def test_inspect_a_run_whose_process_died(
     assert code == 0 and err == ""
     row = next(line for line in out.splitlines() if "dead-run-1" in line)
     assert "running" in row and "—" in row
+
+
+# --- a Redis store -----------------------------------------------------------------------
+
+
+def test_a_redis_store_journals_lists_and_resumes(
+    capsys: pytest.CaptureFixture[str], flows: str, redis_server: Any
+) -> None:
+    store = f"{redis_server.url}?prefix=cli-{uuid.uuid4().hex[:8]}"
+    code, doc = run_json(capsys, "run", f"{flows}:checks", "--checkpoint", store)
+    assert code == 1  # the checks workflow fails (BadRow)
+    run_id = doc["run_id"]
+    code, runs = run_json(capsys, "runs", "--store", store)
+    assert code == 0 and [r["run_id"] for r in runs["runs"]] == [run_id]
+    assert runs["runs"][0]["status"] == "failed"
+    code, out, _ = run_cli(capsys, "inspect", run_id, "--store", store)
+    assert code == 0 and "failed attempts" in out and "BadRow" in out
