@@ -22,7 +22,7 @@ from .context import RunAccess, _current, new_context
 from .errors import TaskCancelledError, TaskTimeoutError
 from .handlers import Handler
 
-__all__ = ["AttemptRunner", "cancelled_error", "not_run"]
+__all__ = ["AttemptRunner", "cancelled_error"]
 
 # Never turned into a task failure: they stop the process (or are the loop's own).
 _PASSTHROUGH: tuple[type[BaseException], ...] = (KeyboardInterrupt, SystemExit, GeneratorExit)
@@ -37,15 +37,6 @@ def cancelled_error(execution: Execution, run_id: str) -> TaskCancelledError:
         task_name=execution.name,
         attempt=execution.attempt,
     )
-
-
-def not_run(execution: Execution, status: Status, error: BaseException | None = None) -> None:
-    """Fill the outcome of an execution that ended without running its code."""
-    execution.status = status
-    execution.value = None
-    execution.error = error
-    execution.requests = None
-    execution.duration = 0.0
 
 
 class AttemptRunner:
@@ -108,7 +99,7 @@ class AttemptRunner:
         as timed out: a deadline is a deadline.
         """
         if execution.cancel_reason is not None:  # cancelled while it waited for a slot
-            not_run(execution, Status.CANCELLED, cancelled_error(execution, self.run_id))
+            execution.end_unrun(Status.CANCELLED, cancelled_error(execution, self.run_id))
             self._report(execution)
             return
         task = execution.task
@@ -184,10 +175,9 @@ class AttemptRunner:
     def cancelled(self, execution: Execution) -> None:
         """Report ``execution`` as cancelled while it ran (its scope caught it)."""
         execution.handle = None
-        execution.status = Status.CANCELLED
-        execution.value = None
-        execution.error = cancelled_error(execution, self.run_id)
-        if not execution.started:
-            execution.duration = 0.0
-            execution.requests = None
+        error = cancelled_error(execution, self.run_id)
+        if execution.started:  # duration and requests were set when the attempt stopped
+            execution.status, execution.value, execution.error = Status.CANCELLED, None, error
+        else:
+            execution.end_unrun(Status.CANCELLED, error)
         self._report(execution)

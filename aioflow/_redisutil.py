@@ -5,7 +5,7 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
-__all__ = ["client_url", "redact_url"]
+__all__ = ["client_url", "failure", "redact_url"]
 
 
 def redact_url(url: str) -> str:
@@ -35,3 +35,23 @@ def client_url(client: Any) -> str:
     where = f"{user}@{host}" if user else str(host)
     scheme = "rediss" if ssl else "redis"
     return f"{scheme}://{where}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+
+
+def failure(
+    exc: BaseException, *, where: str, password: str | None, connection: bool, doc: str
+) -> tuple[str, str]:
+    """The text of a Redis failure (the password masked) and a hint saying what to check.
+
+    ``connection``: the server could not be reached (connect, timeout, OS error).
+    """
+    text = f"{type(exc).__name__}: {exc}"
+    if password:
+        text = text.replace(password, "***")
+    if connection:
+        hint = (
+            f"Check that Redis runs and is reachable at {where} (host, port, password, TLS); "
+            f"see {doc}."
+        )
+    else:
+        hint = f"Check the Redis server's log; see {doc}."
+    return text, hint

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._run_events import RunEvents
 from ._runstate import CANCELLED, FAILED, WAITING
-from .backends.base import Execution, SessionStatistics, Status
+from .backends.base import Execution, Status
 from .channels import Channel
 from .context import ControlRequests
 from .errors import CheckpointError
@@ -44,12 +44,6 @@ class _Recorder:
     def submit(self, executions: Sequence[Execution]) -> None:
         for execution in executions:
             self.inflight[execution.name] = execution  # a task has one in flight at most
-
-    def halt(self) -> list[Execution]:
-        return []
-
-    def statistics(self) -> SessionStatistics:
-        return SessionStatistics(queued=len(self.inflight), running=0)
 
 
 def _requests(wire: dict[str, Any] | None) -> ControlRequests | None:

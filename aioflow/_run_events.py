@@ -19,7 +19,7 @@ __all__ = ["RunEvents"]
 class RunEvents:
     """Emits the typed events of run ``run_id`` to its instruments."""
 
-    __slots__ = ("_inst", "run_id", "task_end")
+    __slots__ = ("_inst", "run_id", "task_end", "task_start")
 
     def __init__(self, instruments: Instruments, run_id: str) -> None:
         self._inst = instruments
@@ -27,10 +27,7 @@ class RunEvents:
         # Checked by the scheduler before its hot-path call. Read once: instruments
         # are fixed for a run (one that fails is disabled, and then just not called).
         self.task_end: bool = instruments.task_end
-
-    @property
-    def wants_task_start(self) -> bool:
-        return self._inst.task_start
+        self.task_start: bool = instruments.task_start
 
     def run_started(self, workflow: str, total: int) -> None:
         if self._inst.run_start:

@@ -42,6 +42,7 @@ from ._runstate import (
     WAITING,
     Node,
     RunView,
+    context_params,
     statistics,
     summarize,
     task_records,
@@ -249,7 +250,7 @@ class Scheduler:
             channel=self.channel,
             view=self._view,
             handlers=self._handlers,
-            on_started=self._on_started if self._events.wants_task_start else None,
+            on_started=self._on_started if self._events.task_start else None,
             save_checkpoint=self.save_checkpoint if self._journal else None,
             max_concurrency=self._max_concurrency,
             debug=self._debug,
@@ -702,8 +703,6 @@ class Scheduler:
             except WorkflowDefinitionError as exc:
                 self._fail_task(parent, exc)
                 return
-            from ._runstate import context_params
-
             node = self._nodes[name] = Node(
                 name, task=target, plan=plan, context=context_params(plan), dynamic=True
             )

@@ -14,7 +14,7 @@ by :meth:`TaskGraph.validate`, which every run calls before anything runs.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -498,18 +498,3 @@ class TaskGraph:
         if self._validated is None or not fresh:
             self._validated = (self._version, self.topological_order())
         return list(self._validated[1])
-
-    def is_ancestor(self, candidate: str, node: str, position: Mapping[str, int]) -> bool:
-        """True if ``candidate`` comes before ``node`` along some path of edges."""
-        if position.get(candidate, -1) >= position.get(node, -1):
-            return False
-        stack = [node]
-        seen = {node}
-        while stack:
-            for pred in self.predecessors[stack.pop()]:
-                if pred == candidate:
-                    return True
-                if pred not in seen and position[pred] > position[candidate]:
-                    seen.add(pred)
-                    stack.append(pred)
-        return False

@@ -30,7 +30,6 @@ __all__ = [
     "plan_dynamic",
     "plan_graph",
     "plan_params",
-    "plan_static",
 ]
 
 
@@ -256,26 +255,6 @@ class _Ancestry:
 
     def upstream(self, name: str) -> bool:
         return name in self.direct or bool(self.ancestors & self.bit.get(name, 0))
-
-
-def plan_static(
-    task: Task[..., Any],
-    graph: TaskGraph,
-    position: Mapping[str, int],
-    inputs: Mapping[str, Any],
-) -> tuple[ParamPlan, ...]:
-    """Plan one task of the static graph: only its ancestors feed it by name.
-
-    Walks the graph once per parameter; to plan a whole run use :func:`plan_graph`.
-    """
-    if not task.params:
-        return ()
-    return plan_params(
-        task,
-        upstream=lambda name: name in position and graph.is_ancestor(name, task.name, position),
-        known=position,
-        inputs=inputs,
-    )
 
 
 def plan_dynamic(

@@ -106,7 +106,6 @@ class Worker:
         self._running: dict[str, anyio.CancelScope] = {}
         self._cancel_reasons: dict[str, str] = {}
         self._log = get_logger("worker", worker_id=self.worker_id)
-        self._entered = 0
 
     @property
     def keyring(self) -> Keyring:
@@ -122,7 +121,6 @@ class Worker:
     async def __aenter__(self) -> Self:
         for handler in self._handlers.values():
             await handler.__aenter__()
-        self._entered += 1
         return self
 
     async def __aexit__(
@@ -131,7 +129,6 @@ class Worker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._entered -= 1
         with anyio.CancelScope(shield=True):
             for handler in reversed(list(self._handlers.values())):
                 await handler.__aexit__(None, None, None)

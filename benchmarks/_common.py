@@ -6,6 +6,7 @@ parent (orchestrating) process as well as in the measured child processes.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
@@ -175,4 +176,39 @@ def run_child(
         returncode=proc.returncode,
         timed_out=False,
         stderr_tail=_tail(proc.stderr),
+    )
+
+
+#: The install command of the benchmark peers (``--vs ...``): their own extra.
+PEER_INSTALL = 'pip install -e ".[bench]"'
+
+
+def fmt(value: Any, spec: str = "") -> str:
+    """``value`` formatted for a summary table; ``-`` for None."""
+    if value is None:
+        return "-"
+    return format(value, spec) if spec else str(value)
+
+
+def verdict(target: Mapping[str, Any]) -> str:
+    """``met``, ``NOT met`` or ``unknown`` for a target line."""
+    return {True: "met", False: "NOT met", None: "unknown"}[target["met"]]
+
+
+def missing_peer(engine: str) -> str | None:
+    """The error report when peer ``engine`` is not installed, else None.
+
+    Checked before anything is measured, so ``--vs ENGINE`` without it fails in a
+    fraction of a second instead of after the aioflow runs.
+    """
+    try:
+        found = importlib.util.find_spec(engine) is not None
+    except (ImportError, ValueError):  # a broken or blocked package: not importable
+        found = False
+    if found:
+        return None
+    return (
+        f"error [aioflow.missing_dependency] --vs {engine} needs the peer engine {engine!r}, "
+        "which is not installed (module not importable)\n"
+        f"  hint: {PEER_INSTALL} (the benchmark peers; not part of the dev extra)\n"
     )

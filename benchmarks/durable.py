@@ -58,7 +58,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import importlib.util
 import json
 import os
 import statistics
@@ -77,11 +76,14 @@ if not __package__:  # run as a script: make the repository root importable
 from benchmarks._common import (
     ChildOutcome,
     emit,
+    fmt,
     machine_summary,
+    missing_peer,
     package_version,
     peak_rss_mb,
     python_summary,
     run_child,
+    verdict,
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -811,12 +813,6 @@ def targets(
     return out
 
 
-def _fmt(value: Any, spec: str = "") -> str:
-    if value is None:
-        return "-"
-    return format(value, spec) if spec else str(value)
-
-
 def print_summary(
     results: Sequence[dict[str, Any]],
     ratio_lines: Sequence[dict[str, Any]],
@@ -838,45 +834,22 @@ def print_summary(
         )
         err.write(
             f"{r['engine']:8} {r['shape']:7} {r['variant']:14} {r['tasks']:>7} "
-            f"{_fmt(r['seconds'], '.3f'):>9} {_fmt(r['tasks_per_s'], ',.0f'):>10} "
-            f"{_fmt(r['build_seconds'], '.3f'):>8} {_fmt(r['peak_rss_mb'], '.1f'):>8} "
+            f"{fmt(r['seconds'], '.3f'):>9} {fmt(r['tasks_per_s'], ',.0f'):>10} "
+            f"{fmt(r['build_seconds'], '.3f'):>8} {fmt(r['peak_rss_mb'], '.1f'):>8} "
             f"{sqlite:16}  {r['status']}" + (f": {r['error']}" if r["error"] else "") + "\n"
         )
     for line in ratio_lines:
         extra = f" (vs DBOS {line['dbos_variant']})" if "dbos_variant" in line else ""
-        err.write(f"ratio {line['name']:32} = {_fmt(line['ratio'])}{extra} valid={line['valid']}\n")
+        err.write(f"ratio {line['name']:32} = {fmt(line['ratio'])}{extra} valid={line['valid']}\n")
     for t in target_lines:
-        verdict = {True: "met", False: "NOT met", None: "unknown"}[t["met"]]
+        result = verdict(t)
         scope = "" if t["applicable"] else " (sizes differ from the target's)"
         primary = "" if t["primary"] else " [second variant]"
         err.write(
             f"target {t['target']:32} {t['variant']:14} {t['threshold']:28} "
-            f"value={_fmt(t['value'])} -> {verdict}{scope}{primary}\n"
+            f"value={fmt(t['value'])} -> {result}{scope}{primary}\n"
         )
     err.flush()
-
-
-#: Where each peer engine comes from (``--vs``): the install command.
-PEER_INSTALL = {"dbos": 'pip install -e ".[bench]"'}
-
-
-def missing_peer(engine: str) -> str | None:
-    """The error report when peer ``engine`` is not installed, else None.
-
-    Checked before anything is measured, so ``--vs dbos`` without DBOS fails in a
-    fraction of a second instead of after the aioflow runs.
-    """
-    try:
-        found = importlib.util.find_spec(engine) is not None
-    except (ImportError, ValueError):  # a broken or blocked package: not importable
-        found = False
-    if found:
-        return None
-    return (
-        f"error [aioflow.missing_dependency] --vs {engine} needs the peer engine {engine!r}, "
-        "which is not installed (module not importable)\n"
-        f"  hint: {PEER_INSTALL[engine]} (the benchmark peers; not part of the dev extra)\n"
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

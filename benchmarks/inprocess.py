@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import importlib.util
 import itertools
 import json
 import math
@@ -61,11 +60,14 @@ if not __package__:  # run as a script: make the repository root importable
 from benchmarks._common import (
     ChildOutcome,
     emit,
+    fmt,
     machine_summary,
+    missing_peer,
     package_version,
     peak_rss_mb,
     python_summary,
     run_child,
+    verdict,
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -712,12 +714,6 @@ def targets(
     return out
 
 
-def _fmt(value: Any, spec: str = "") -> str:
-    if value is None:
-        return "-"
-    return format(value, spec) if spec else str(value)
-
-
 def print_summary(
     results: Sequence[dict[str, Any]],
     ratio_lines: Sequence[dict[str, Any]],
@@ -733,48 +729,25 @@ def print_summary(
     for r in results:
         err.write(
             f"{r['engine']:8} {r['shape']:13} {r['variant']:25} {r['tasks']:>7} "
-            f"{_fmt(r['seconds'], '.3f'):>9} {_fmt(r['tasks_per_s'], ',.0f'):>10} "
-            f"{_fmt(r['build_seconds'], '.3f'):>8} {_fmt(r['peak_rss_mb'], '.1f'):>8} "
-            f"{_fmt(r['baseline_rss_mb'], '.1f'):>8}  {r['status']}"
+            f"{fmt(r['seconds'], '.3f'):>9} {fmt(r['tasks_per_s'], ',.0f'):>10} "
+            f"{fmt(r['build_seconds'], '.3f'):>8} {fmt(r['peak_rss_mb'], '.1f'):>8} "
+            f"{fmt(r['baseline_rss_mb'], '.1f'):>8}  {r['status']}"
             + (f": {r['error']}" if r["error"] and r["status"] != "unsupported" else "")
             + "\n"
         )
     for line in ratio_lines:
         err.write(
-            f"ratio {line['shape']:13} aioflow/graflow = {_fmt(line['ratio'])}"
+            f"ratio {line['shape']:13} aioflow/graflow = {fmt(line['ratio'])}"
             f" (vs {line['graflow_variant']}, {line['comparable']}, valid={line['valid']})\n"
         )
     for t in target_lines:
-        verdict = {True: "met", False: "NOT met", None: "unknown"}[t["met"]]
+        result = verdict(t)
         scope = "" if t["applicable"] else " (sizes differ from the target's)"
         err.write(
-            f"target {t['target']:22} {t['threshold']:20} value={_fmt(t['value'])}"
-            f" -> {verdict}{scope}\n"
+            f"target {t['target']:22} {t['threshold']:20} value={fmt(t['value'])}"
+            f" -> {result}{scope}\n"
         )
     err.flush()
-
-
-#: Where each peer engine comes from (``--vs``): the import name and the install command.
-PEER_INSTALL = {"graflow": 'pip install -e ".[bench]"'}
-
-
-def missing_peer(engine: str) -> str | None:
-    """The error report when peer ``engine`` is not installed, else None.
-
-    Checked before anything is measured, so ``--vs graflow`` without graflow fails
-    in a fraction of a second instead of after the aioflow runs.
-    """
-    try:
-        found = importlib.util.find_spec(engine) is not None
-    except (ImportError, ValueError):  # a broken or blocked package: not importable
-        found = False
-    if found:
-        return None
-    return (
-        f"error [aioflow.missing_dependency] --vs {engine} needs the peer engine {engine!r}, "
-        "which is not installed (module not importable)\n"
-        f"  hint: {PEER_INSTALL[engine]} (the benchmark peers; not part of the dev extra)\n"
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import aioflow
 from aioflow import TaskContext, WorkflowDefinitionError, chain, parallel, task, workflow
-from aioflow.plan import ParamPlan, Source, check_inputs, plan_graph, plan_static
+from aioflow.plan import ParamPlan, Source, check_inputs, plan_graph, plan_params
 
 
 @task
@@ -151,11 +151,26 @@ def test_plan_graph_agrees_with_planning_each_task_alone(
         for i, j in edges:
             made[i] >> made[j]
     order = wf.graph.validate()
-    position = {name: k for k, name in enumerate(order)}
     expected = {
-        name: plan_static(t, wf.graph, position, {}) for name, t in wf.tasks.items() if t.params
+        name: plan_params(
+            t, upstream=ancestors(wf.graph, name).__contains__, known=order, inputs={}
+        )
+        for name, t in wf.tasks.items()
+        if t.params
     }
     assert plan_graph(wf.graph, order, {}) == expected
+
+
+def ancestors(graph: Any, node: str) -> set[str]:
+    """Every node before ``node`` along edges: the slow, obvious reference."""
+    seen: set[str] = set()
+    stack = [node]
+    while stack:
+        for pred in graph.predecessors[stack.pop()]:
+            if pred not in seen:
+                seen.add(pred)
+                stack.append(pred)
+    return seen
 
 
 # --- the "filled by nothing" hint ----------------------------------------------------

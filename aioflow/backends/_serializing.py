@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 
-from .._execution import cancelled_error, not_run
+from .._execution import cancelled_error
 from .._executors import ExecutorPool
 from ..channels import Channel
 from ..context import _current
@@ -213,7 +213,7 @@ class SerializingSession(MemorySession):
                     attempt=execution.attempt,
                 )
                 error.__cause__ = exc
-                not_run(execution, Status.FAILED, error)
+                execution.end_unrun(Status.FAILED, error)
                 self._send.send_nowait(execution)
                 continue
             self._pool.submit(execution, execution.task.options.priority)
@@ -222,7 +222,7 @@ class SerializingSession(MemorySession):
 
     async def _execute(self, execution: Execution, scope: anyio.CancelScope) -> None:
         if execution.cancel_reason is not None:
-            not_run(execution, Status.CANCELLED, cancelled_error(execution, self.link.run_id))
+            execution.end_unrun(Status.CANCELLED, cancelled_error(execution, self.link.run_id))
             self._send.send_nowait(execution)
             return
         payload: bytes = execution.handle
@@ -265,7 +265,7 @@ class SerializingSession(MemorySession):
     def _cancelled(self, execution: Execution) -> None:
         # The whole run was cancelled while the worker ran this execution.
         execution.handle = None
-        not_run(execution, Status.CANCELLED, cancelled_error(execution, self.link.run_id))
+        execution.end_unrun(Status.CANCELLED, cancelled_error(execution, self.link.run_id))
         self._send.send_nowait(execution)
 
     def _cancel(self, execution: Execution) -> bool:

@@ -140,6 +140,15 @@ class Execution:
         self.requests: ControlRequests | None
         self.duration: float
 
+    def end_unrun(self, status: Status, error: BaseException | None = None) -> None:
+        """Fill the outcome of an execution that ends without its code running
+        (dropped, cancelled while queued, refused on the way out)."""
+        self.status = status
+        self.value = None
+        self.error = error
+        self.requests = None
+        self.duration = 0.0
+
     def __repr__(self) -> str:
         return (
             f"<Execution {self.name} call={self.call_id} attempt={self.attempt} "
@@ -230,9 +239,7 @@ class Session(ABC):
         """
         dropped = self._halt()
         for execution in dropped:
-            execution.status = Status.NOT_STARTED
-            execution.value = execution.error = execution.requests = None
-            execution.duration = 0.0
+            execution.end_unrun(Status.NOT_STARTED)
         if dropped:
             self._log.debug("queued executions dropped", count=len(dropped))
         return dropped

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Self
 
 import anyio
 
-from .._redisutil import client_url, redact_url
+from .._redisutil import client_url, failure, redact_url
 from ..errors import AioflowError, ChannelError, MissingDependencyError, PayloadSignatureError
 from ..serialization import PayloadKind, decode_value, encode_value
 from .base import Channel
@@ -263,16 +263,13 @@ class RedisChannel(Channel):
         return (self._base + key).encode()
 
     def _error(self, exc: BaseException, doing: str) -> ChannelError:
-        text = f"{type(exc).__name__}: {exc}"
-        if self._password:
-            text = text.replace(self._password, "***")
-        if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
-            hint = (
-                f"Check that Redis runs and is reachable at {self._where} "
-                "(host, port, password, TLS); see docs/channels.md."
-            )
-        else:
-            hint = "Check the Redis server's log; see docs/channels.md."
+        text, hint = failure(
+            exc,
+            where=self._where,
+            password=self._password,
+            connection=isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError),
+            doc="docs/channels.md",
+        )
         return ChannelError(f"Redis channel at {self._where}: {doing} failed: {text}", hint=hint)
 
     @contextlib.asynccontextmanager

@@ -50,7 +50,7 @@ from typing import Any, Final, cast
 
 import anyio
 
-from .._redisutil import client_url, redact_url
+from .._redisutil import client_url, failure, redact_url
 from ..errors import CheckpointError, ConfigurationError, MissingDependencyError
 from .base import Batch, RunStore
 from .records import JournalRecord, RecordKind, RunInfo, RunStatus, StoreStatistics
@@ -383,16 +383,13 @@ class RedisStore(RunStore):
     # --- talking to Redis ------------------------------------------------------------
 
     def _error(self, exc: BaseException, doing: str) -> CheckpointError:
-        text = f"{type(exc).__name__}: {exc}"
-        if self._password:
-            text = text.replace(self._password, "***")
-        if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
-            hint = (
-                f"Check that Redis runs and is reachable at {self._where} "
-                "(host, port, password, TLS); see docs/stores.md."
-            )
-        else:
-            hint = "Check the Redis server's log; see docs/stores.md."
+        text, hint = failure(
+            exc,
+            where=self._where,
+            password=self._password,
+            connection=isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError),
+            doc="docs/stores.md",
+        )
         return CheckpointError(f"{self.describe()}: {doing} failed: {text}", hint=hint)
 
     @contextlib.asynccontextmanager
