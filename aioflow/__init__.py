@@ -13,17 +13,23 @@ from .channels import TypedChannel as TypedChannel
 from .context import TaskContext as TaskContext
 from .context import current_context as current_context
 from .errors import AioflowError as AioflowError
+from .errors import BackendUnavailableError as BackendUnavailableError
 from .errors import ChannelError as ChannelError
 from .errors import ChannelValidationError as ChannelValidationError
 from .errors import CheckpointError as CheckpointError
 from .errors import ConfigurationError as ConfigurationError
+from .errors import ContainerError as ContainerError
+from .errors import ContainerMemoryError as ContainerMemoryError
 from .errors import CycleLimitExceededError as CycleLimitExceededError
+from .errors import DeadLetteredError as DeadLetteredError
 from .errors import GroupFailedError as GroupFailedError
+from .errors import ImageNotFoundError as ImageNotFoundError
 from .errors import MaxStepsExceededError as MaxStepsExceededError
 from .errors import MissingDependencyError as MissingDependencyError
 from .errors import MissingUpstreamResultError as MissingUpstreamResultError
 from .errors import PayloadSignatureError as PayloadSignatureError
 from .errors import PayloadTooLargeError as PayloadTooLargeError
+from .errors import QueueFullError as QueueFullError
 from .errors import RemoteTaskError as RemoteTaskError
 from .errors import RunStateError as RunStateError
 from .errors import SerializationError as SerializationError
@@ -70,6 +76,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "AioflowError",
+    "BackendUnavailableError",
     "AtLeast",
     "Backend",
     "BestEffort",
@@ -78,9 +85,13 @@ __all__ = [
     "ChannelValidationError",
     "CheckpointError",
     "ConfigurationError",
+    "ContainerError",
+    "ContainerMemoryError",
     "Critical",
     "CycleLimitExceededError",
+    "DeadLetteredError",
     "GroupFailedError",
+    "ImageNotFoundError",
     "GroupOutcomes",
     "GroupPolicy",
     "Handler",
@@ -94,6 +105,7 @@ __all__ = [
     "ParallelGroup",
     "PayloadSignatureError",
     "PayloadTooLargeError",
+    "QueueFullError",
     "RemoteTaskError",
     "RetryPolicy",
     "RunHandle",

@@ -43,6 +43,8 @@ from rich.traceback import Traceback
 
 from . import __version__
 from ._cli.checkpoints import not_storable_hint, open_journal, print_resume_command
+from ._cli.containers import add_containers
+from ._cli.distributed import add_distributed, is_redis_url
 from ._cli.history import (
     find_run,
     inspect_document,
@@ -145,6 +147,8 @@ def cmd_run(args: argparse.Namespace, consoles: Consoles) -> int:
     wf = load_workflow(args.target)
     if args.checkpoint is not None:
         journal: StoreTarget | None = store_target(args.checkpoint)
+    elif args.backend is not None and is_redis_url(args.backend):
+        journal = store_target(args.backend)  # a distributed run journals to its Redis
     else:
         journal = None if args.no_history else history_target()
     live = consoles.out.is_terminal and consoles.err.is_terminal
@@ -155,6 +159,8 @@ def cmd_run(args: argparse.Namespace, consoles: Consoles) -> int:
         "max_concurrency": args.max_concurrency or None,  # 0: no limit
         "max_steps": args.max_steps,
     }
+    if args.backend is not None:
+        options["backend"] = args.backend
     follow = _follow(wf, inputs, display, options, journal, consoles.err)
     return _report_run(follow, wf, args, consoles, journal=journal, run_id=run_id)
 
@@ -264,7 +270,19 @@ def _add_run(subparsers: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not record the run in the run history ($AIOFLOW_HOME/runs.db)",
     )
+    _add_backend_option(p)
     p.set_defaults(command=cmd_run)
+
+
+def _add_backend_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend",
+        default=None,
+        metavar="URL",
+        help="where the tasks execute: memory:// (in this process, the default), "
+        "memory://?serialize=true, or redis://host:6379/0 (on `aioflow worker`s; the "
+        "run is then journaled to that Redis)",
+    )
 
 
 def _add_run_output_options(p: argparse.ArgumentParser) -> None:
@@ -288,18 +306,24 @@ def cmd_resume(args: argparse.Namespace, consoles: Consoles) -> int:
     journal.require_existing()  # opening a missing file would create an empty store
     wf = load_workflow(args.target)
     limit = args.max_concurrency or None  # 0: no limit
-    outcome = _resume(journal, wf, args.run_id, limit)
+    outcome = _resume(journal, wf, args.run_id, limit, args.backend)
     return _report_run(outcome, wf, args, consoles, journal=journal, run_id=args.run_id)
 
 
 async def _resume(
-    journal: StoreTarget, wf: Workflow, run_id: str | None, limit: int | None
+    journal: StoreTarget,
+    wf: Workflow,
+    run_id: str | None,
+    limit: int | None,
+    backend: str | None,
 ) -> RunResult:
+    if backend is None and is_redis_url(journal.text):
+        backend = journal.text  # the run was distributed: its workers are there
     async with journal.open() as store:
         if run_id is not None:  # a prefix will do, as for `aioflow inspect`
             info = await find_run(store, run_id, runs_command=runs_command(journal))
             run_id = info.run_id
-        return await resume(store, wf, run_id=run_id, max_concurrency=limit)
+        return await resume(store, wf, run_id=run_id, max_concurrency=limit, backend=backend)
 
 
 def _add_resume(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -323,6 +347,7 @@ def _add_resume(subparsers: Any, common: argparse.ArgumentParser) -> None:
         help="the run to continue (default: the one unfinished run of the workflow in STORE)",
     )
     _add_run_output_options(p)
+    _add_backend_option(p)
     p.set_defaults(command=cmd_resume)
 
 
@@ -513,6 +538,8 @@ SUBCOMMANDS: tuple[Callable[[Any, argparse.ArgumentParser], None], ...] = (
     _add_inspect,
     _add_purge,
     _add_graph,
+    add_containers,
+    add_distributed,
 )
 
 

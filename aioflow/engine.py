@@ -72,6 +72,7 @@ from .policies import GroupOutcomes
 from .results import RunResult, RunStatistics, RunStatus, TaskRecord
 
 if TYPE_CHECKING:
+    from .serialization import Keyring
     from .task import Task
 
 __all__ = ["DEFAULT_MAX_CONCURRENCY", "Scheduler"]
@@ -104,8 +105,10 @@ class Scheduler:
         instruments: Instruments | None = None,
         journal: Journal | None = None,
         journal_every: str = "task",
+        keyring: Keyring | None = None,
     ) -> None:
         self.workflow = workflow
+        self._keyring = keyring
         self.run_id = run_id
         self.inputs = dict(inputs)
         self.channel = channel
@@ -195,8 +198,13 @@ class Scheduler:
         if self._journal is not None:
             self.channel = JournalingChannel(self.channel, self._journal)
             if self._resumed is None:  # a new run: create it in the store first
+                backend = self._backend
                 await self._journal.begin(
-                    self.workflow, fingerprint(self.graph), self.inputs, self._static_tasks
+                    self.workflow,
+                    fingerprint(self.graph),
+                    self.inputs,
+                    self._static_tasks,
+                    backend=backend.schemes[0] if backend.remote and backend.schemes else None,
                 )
         started = datetime.now(UTC)
         t0 = self._t0 = time.perf_counter()
@@ -254,6 +262,8 @@ class Scheduler:
             save_checkpoint=self.save_checkpoint if self._journal else None,
             max_concurrency=self._max_concurrency,
             debug=self._debug,
+            keyring=self._keyring,
+            cancel=self.cancel,
         )
 
     async def _schedule(self, session: Session) -> None:

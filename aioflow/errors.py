@@ -437,3 +437,94 @@ class RemoteTaskError(AioflowError):
 
 
 __all__ += ["RemoteTaskError"]
+
+
+# --- distributed execution ---------------------------------------------------------
+
+
+class BackendUnavailableError(AioflowError):
+    """A backend's server (Redis, the Docker Engine) cannot be reached or refused us."""
+
+    code = "aioflow.backend_unavailable"
+    default_hint = "Check that the server runs and that its URL (or DOCKER_HOST) is right."
+
+
+class QueueFullError(AioflowError):
+    """A queue holds ``max_queue_length`` entries and the run asked not to wait for room."""
+
+    code = "aioflow.queue_full"
+    default_hint = (
+        "Start more workers, raise max_queue_length, or let the run wait for room "
+        '(queue_full="wait", the default).'
+    )
+
+
+class DeadLetteredError(AioflowError):
+    """A task's queue entry was moved to the dead-letter stream.
+
+    It was delivered more than ``max_deliveries`` times (its workers died or were
+    killed while running it), or it could not be verified or decoded (tampered,
+    garbage, signed with another key). ``aioflow dlq list`` shows it with its last
+    error; ``aioflow dlq retry`` puts it back on its queue.
+    """
+
+    code = "aioflow.dead_lettered"
+    default_hint = "Inspect it with `aioflow dlq list --backend URL`; see docs/distributed.md."
+
+
+__all__ += ["BackendUnavailableError", "DeadLetteredError", "QueueFullError"]
+
+
+# --- containers ----------------------------------------------------------------------
+
+
+class ContainerError(AioflowError):
+    """A task's container failed: it exited before sending its result, or the Docker
+    Engine refused an operation. The message ends with the tail of its stderr.
+
+    Attributes:
+        exit_code: the container's exit status, when it exited.
+        stderr: the last lines it wrote on stderr.
+    """
+
+    code = "aioflow.container"
+    default_hint = (
+        "Read the container's stderr above; run the image by hand with "
+        "`docker run -i IMAGE python -m aioflow.container` to reproduce. See docs/containers.md."
+    )
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        exit_code: int | None = None,
+        stderr: str = "",
+        run_id: str | None = None,
+        task_name: str | None = None,
+        attempt: int | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint, run_id=run_id, task_name=task_name, attempt=attempt)
+        self.exit_code = exit_code
+        self.stderr = stderr
+
+
+class ContainerMemoryError(ContainerError):
+    """A task's container was killed for memory (exit status 137): it hit its limit."""
+
+    code = "aioflow.container_memory"
+    default_hint = "Raise the limit (DockerHandler(memory='1g')) or make the task use less memory."
+
+
+class ImageNotFoundError(ContainerError):
+    """The image a ``DockerHandler`` names is not on its Docker Engine."""
+
+    code = "aioflow.image_not_found"
+    default_hint = (
+        "Build it (docker build -t IMAGE . with the Dockerfile of docs/containers.md), "
+        "or pack this environment with `aioflow containers build-image IMAGE "
+        "--module yourpackage`; check DOCKER_HOST names the engine that has it."
+    )
+
+
+__all__ += ["ContainerError", "ContainerMemoryError", "ImageNotFoundError"]

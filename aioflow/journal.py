@@ -129,15 +129,21 @@ class Journal:
         self._batch: list[JournalRecord] = []
         self._blobs: dict[str, bytes] = {}
         self._n = 0  # signed records written so far (their number travels signed)
-        self._started: list[Execution] = []  # dispatched since the last commit
+        self._started: list[Execution] = []  # dispatched, no task_started record yet
+        self._dispatched = False  # executions were dispatched since the last look at them
         self._documents: list[bytes] = []  # of the records not sealed yet
         self._committing: anyio.Event | None = None  # set when the commit in flight ends
         self.tasks_total: int | None = None
 
     @property
     def pending(self) -> bool:
-        """True when records wait to be committed."""
-        return bool(self._batch) or bool(self._started)
+        """True when records wait to be committed (or new dispatches to look at).
+
+        Executions still waiting to start (for a slot, or for a remote worker to
+        report) do not count once looked at: a commit would have nothing to write
+        for them, and a background commit loop would spin on them.
+        """
+        return bool(self._batch) or self._dispatched
 
     @property
     def backlog(self) -> int:
@@ -163,19 +169,29 @@ class Journal:
         self._documents = []
 
     async def begin(
-        self, workflow: str, fingerprint: str, inputs: Mapping[str, Any], tasks_total: int
+        self,
+        workflow: str,
+        fingerprint: str,
+        inputs: Mapping[str, Any],
+        tasks_total: int,
+        *,
+        backend: str | None = None,
     ) -> None:
-        """Create the run in the store with its ``run_started`` record (committed now)."""
+        """Create the run in the store with its ``run_started`` record (committed now).
+
+        ``backend``: the scheme of the distributed backend the run's tasks go to
+        (``"redis"``), so that a resume sends them there again; None in-process.
+        """
         self._n = 0
-        self._signed(
-            RecordKind.RUN_STARTED,
-            {
-                "format": _FORMAT,
-                "workflow": workflow,
-                "fingerprint": fingerprint,
-                "inputs": dict(inputs),
-            },
-        )
+        payload: dict[str, Any] = {
+            "format": _FORMAT,
+            "workflow": workflow,
+            "fingerprint": fingerprint,
+            "inputs": dict(inputs),
+        }
+        if backend is not None:
+            payload["backend"] = backend
+        self._signed(RecordKind.RUN_STARTED, payload)
         self._seal()
         records, self._batch = self._batch, []
         info = RunInfo(
@@ -194,10 +210,12 @@ class Journal:
     def task_started(self, execution: Execution) -> None:
         """Note a dispatched attempt: recorded at the next commit if it still runs then."""
         self._started.append(execution)
+        self._dispatched = True
 
     def _still_running(self) -> None:
         # An attempt that started and is still running gets its task_started record
         # now; one still waiting for a slot is looked at again at the next commit.
+        self._dispatched = False
         if not self._started:
             return
         now = time.time()
@@ -327,6 +345,7 @@ class Journal:
 
     async def _finish(self, status: str, error: BaseException | None) -> None:
         self._started.clear()  # the run is over: nothing is running any more
+        self._dispatched = False
         self._signed(RecordKind.RUN_FINISHED, {"status": status}, status=status)
         self._seal()
         batch, self._batch = self._batch, []
@@ -373,6 +392,7 @@ class Recorded:
     fingerprint: str
     inputs: dict[str, Any]
     events: list[Outcome | tuple[str, str, Any]] = field(default_factory=list)
+    backend: str | None = None  # the distributed backend's scheme, if the run had one
     timeline: list[JournalRecord] = field(default_factory=list)
     last_n: int = 1
 
@@ -453,6 +473,7 @@ def _head(
         fingerprint=payload["fingerprint"],
         inputs=dict(payload["inputs"]),
         timeline=records,
+        backend=payload.get("backend"),
     )
 
 

@@ -60,7 +60,9 @@ class RunOptions(TypedDict, total=False):
         channel: the channel to use (default: a new :class:`MemoryChannel`).
         checkpoint: journal the run to this store, for :func:`resume`: a store URL
             (``"sqlite:///path/runs.db"``; many runs may share one database), a path
-            (a SQLite database file), or a :class:`~aioflow.stores.RunStore`.
+            (a SQLite database file), or a :class:`~aioflow.stores.RunStore`. Runs on
+            a distributed backend (Redis) are journaled to it by default;
+            ``checkpoint=False`` turns that off.
         checkpoint_every: ``"task"`` (the default: a task's record is committed
             before anything that follows it starts), ``"background"`` (commits run
             behind the run, one at a time: much faster for chains; a crash may run
@@ -78,7 +80,7 @@ class RunOptions(TypedDict, total=False):
     max_concurrency: int | None
     max_threads: int
     channel: Channel | None
-    checkpoint: str | os.PathLike[str] | RunStore | None
+    checkpoint: str | os.PathLike[str] | RunStore | Literal[False] | None
     checkpoint_every: CheckpointMode
     keyring: Keyring | None
     instruments: Sequence[object]
@@ -213,7 +215,13 @@ def _prepare(
     checkpoint = options.get("checkpoint")
     owned: list[Any] = [chosen] if owns_backend else []
     store: RunStore | None = None
-    if checkpoint is not None:
+    if checkpoint is None:
+        # A distributed backend journals its runs by default (resume after the
+        # coordinator died); checkpoint=False turns that off.
+        store = chosen.run_store()
+        if store is not None:
+            owned.append(store)
+    elif checkpoint is not False:
         store, owns_store = journal_store(checkpoint)
         if owns_store:
             owned.append(store)
@@ -222,13 +230,15 @@ def _prepare(
     if chosen.remote:
         assert keyring is not None
         keyring.require_production(backend=chosen.describe())
+    run_id = run_id or uuid.uuid4().hex
+    if channel is None and keyring is not None:
+        channel = chosen.run_channel(run_id, keyring)
     all_handlers: dict[str, Handler] = {
         "inline": InlineHandler(max_threads=options.get("max_threads", 40))
     }
     all_handlers.update(handlers or {})
     run_inputs = dict(inputs or {})
     check_inputs(wf.graph.tasks, run_inputs, strict=options.get("strict_inputs", True))
-    run_id = run_id or uuid.uuid4().hex
     scheduler = Scheduler(
         wf.graph,
         workflow=wf.name,
@@ -242,6 +252,7 @@ def _prepare(
         instruments=Instruments([*instruments, *extra], run_id=run_id),
         journal=None if store is None else Journal(store, keyring or Keyring.from_env(), run_id),
         journal_every=every,
+        keyring=keyring,
     )
     return _Prepared(scheduler, owned)
 
@@ -296,6 +307,7 @@ async def resume(
     wf: Workflow,
     handlers: Mapping[str, Handler] | None = None,
     max_steps: int | None = None,
+    backend: str | Backend | None = None,
     **options: Unpack[RunOptions],
 ) -> RunResult:
     """Continue the journaled run ``run_id`` of ``source``; finished tasks do not run again.
@@ -309,13 +321,28 @@ async def resume(
     on from where it stopped, the task that failed it from its first attempt. Other
     options as :func:`run`.
 
+    A run on a distributed backend is journaled there: ``resume("redis://host/0",
+    wf, run_id=...)`` reads its journal from that Redis and dispatches its tasks to
+    that Redis's workers again (``backend=`` says otherwise; a ``RedisBackend`` may
+    be given as ``source`` too). A run that was in-process resumes in-process.
+
     Raises:
         CheckpointError: no such run (or several, without ``run_id``), a run that
             succeeded, a journal written by another workflow, or one that is
             corrupt or tampered with (left as it is).
         WorkflowFailedError, WorkflowCancelledError: as :func:`run`.
     """
-    store, owns_store = journal_store(source)
+    if isinstance(source, Backend):
+        backend = source if backend is None else backend
+        found = source.run_store()
+        if found is None:
+            raise ConfigurationError(
+                f"the {source.describe()} backend keeps no journal to resume from",
+                hint="Pass the store the run was journaled to (its checkpoint=).",
+            )
+        store, owns_store = found, True
+    else:
+        store, owns_store = journal_store(source)
     async with AsyncExitStack() as stack:
         if owns_store:
             await stack.enter_async_context(store)
@@ -329,13 +356,30 @@ async def resume(
                 hint="Start a new run with aioflow.run(); `aioflow runs` lists the store's runs.",
                 run_id=run_id,
             )
+        if backend is None and recorded.backend is not None:
+            # The run's tasks went to workers: they go there again.
+            if not _is_redis_url(source) or recorded.backend not in ("redis", "rediss"):
+                raise ConfigurationError(
+                    f"run {run_id} ran its tasks on a {recorded.backend}:// backend",
+                    hint="Say where they run now: resume(..., backend=URL) or "
+                    "`aioflow resume ... --backend URL`.",
+                    run_id=run_id,
+                )
+            backend = os.fspath(source)  # type: ignore[arg-type]
+        chosen, owns_backend = _resolve_backend(backend)
+        if owns_backend:
+            await stack.enter_async_context(chosen)
         settings: dict[str, Any] = {**options, "keyring": keys, "run_id": run_id}
         settings["checkpoint"] = store  # the run's own store, opened here
         settings["strict_inputs"] = False  # the inputs are the run's own
-        prepared = _prepare(wf, recorded.inputs, None, handlers, max_steps, settings)
+        prepared = _prepare(wf, recorded.inputs, chosen, handlers, max_steps, settings)
         prepared.scheduler.replay(recorded)  # checks the workflow before anything changes
         await store.reopen_run(run_id)
         return _outcome(await prepared.execute())
+
+
+def _is_redis_url(source: object) -> bool:
+    return isinstance(source, str) and source.partition("://")[0].lower() in ("redis", "rediss")
 
 
 async def _unfinished_run(store: RunStore, workflow: str) -> str:

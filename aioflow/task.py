@@ -42,6 +42,8 @@ class TaskOptions:
         queue: the queue a distributed backend routes it to.
         priority: higher runs first when tasks wait for a free slot.
         description: free text shown in graphs and the CLI.
+        rate_limit: at most this many starts per period across every worker of a
+            distributed backend (``"100/s"``, ``"10/m"``, ``"500/h"``), or None.
     """
 
     retries: RetryPolicy = field(default_factory=RetryPolicy)
@@ -51,8 +53,13 @@ class TaskOptions:
     queue: str = "default"
     priority: int = 0
     description: str | None = None
+    rate_limit: str | None = None
 
     def __post_init__(self) -> None:
+        if self.rate_limit is not None:
+            parse_rate_limit(self.rate_limit)
+        if type(self.priority) is not int:
+            raise WorkflowDefinitionError(f"priority must be an int, got {self.priority!r}")
         if self.timeout is not None and not self.timeout > 0:
             raise WorkflowDefinitionError(
                 f"timeout must be a positive number of seconds, got {self.timeout!r}"
@@ -223,6 +230,35 @@ def _task_from_reference(
     return Task(base.fn, name=name, options=options, bound=bound)
 
 
+_PERIODS = {
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "minute": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+}
+
+
+def parse_rate_limit(text: object) -> tuple[int, float]:
+    """``"100/s"`` -> ``(100, 1.0)``: how many starts per how many seconds.
+
+    Raises:
+        WorkflowDefinitionError: not of the form ``N/s``, ``N/m`` or ``N/h`` with N >= 1.
+    """
+    if isinstance(text, str):
+        count, slash, unit = text.strip().partition("/")
+        period = _PERIODS.get(unit.strip().lower())
+        if slash and period is not None and count.strip().isdigit() and int(count) >= 1:
+            return int(count), period
+    raise WorkflowDefinitionError(
+        f"rate_limit must be a str like '100/s', '10/m' or '500/h', got {text!r}",
+        hint="Write the number of starts allowed, a slash, and s, m or h.",
+    )
+
+
 def _task_from_parts(
     fn: Callable[..., Any], name: str, options: TaskOptions, bound: dict[str, Any]
 ) -> Task[..., Any]:
@@ -246,6 +282,7 @@ def task(
     queue: str = "default",
     priority: int = 0,
     description: str | None = None,
+    rate_limit: str | None = None,
 ) -> Callable[[Callable[P, Any]], Task[P, Any]]: ...
 
 
@@ -261,6 +298,7 @@ def task(
     queue: str = "default",
     priority: int = 0,
     description: str | None = None,
+    rate_limit: str | None = None,
 ) -> Any:
     """Make a function a workflow task: ``@task`` or ``@task(retries=3, timeout=10)``.
 
@@ -273,6 +311,9 @@ def task(
         queue: queue name for distributed backends.
         priority: higher values are started first when slots are scarce.
         description: shown in graph exports and the CLI.
+        rate_limit: ``"N/s"``, ``"N/m"`` or ``"N/h"``: at most N starts of this task per
+            second, minute or hour, across all workers (enforced by the workers of
+            distributed backends and of ``memory://?serialize=true``).
 
     Raises:
         WorkflowDefinitionError: for invalid options.
@@ -285,6 +326,7 @@ def task(
         queue=queue,
         priority=priority,
         description=description,
+        rate_limit=rate_limit,
     )
 
     def decorate(f: Callable[..., Any]) -> Task[..., Any]:

@@ -22,7 +22,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
@@ -33,7 +33,7 @@ from . import events as ev
 from ._execution import AttemptRunner
 from .backends.base import Execution, Status
 from .context import ControlRequests, RunAccess
-from .errors import AioflowError, SerializationError
+from .errors import AioflowError, ConfigurationError, SerializationError
 from .handlers import Handler, InlineHandler
 from .instruments import Instruments
 from .observability.logging import get_logger
@@ -102,7 +102,10 @@ class Worker:
         self._keyring = keyring
         self._allow_code = allow_pickled_code
         self._inst = Instruments(instruments, worker_id=self.worker_id)
+        self.concurrency = concurrency
         self._limiter = anyio.CapacityLimiter(concurrency) if concurrency else None
+        self._stop: anyio.Event | None = None
+        self._stop_requested = False
         self._running: dict[str, anyio.CancelScope] = {}
         self._cancel_reasons: dict[str, str] = {}
         self._log = get_logger("worker", worker_id=self.worker_id)
@@ -133,6 +136,62 @@ class Worker:
             for handler in reversed(list(self._handlers.values())):
                 await handler.__aexit__(None, None, None)
 
+    async def run(self, *, queues: Sequence[str] = ("default",), grace: float = 30.0) -> None:
+        """Serve the backend's ``queues`` until :meth:`shutdown` is called.
+
+        Then no new work is taken; running tasks have ``grace`` seconds to finish;
+        what still runs is cancelled and handed back to its queue at once (another
+        worker takes it), as is work taken but not started.
+
+        Raises:
+            ConfigurationError: no backend, or one that has no queues (in-process).
+            BackendUnavailableError: the backend's server cannot be reached.
+        """
+        if self.backend is None:
+            raise ConfigurationError(
+                "this Worker has no backend to serve",
+                hint='Make it with Worker(RedisBackend("redis://host:6379/0")).',
+            )
+        if (
+            isinstance(queues, str)
+            or not queues
+            or not all(isinstance(q, str) and q for q in queues)
+        ):
+            raise ConfigurationError(f"queues must be a list of queue names, got {queues!r}")
+        if type(grace) not in (int, float) or grace < 0:
+            raise ConfigurationError(f"grace must be a number of seconds >= 0, got {grace!r}")
+        self._stop = anyio.Event()
+        if self._stop_requested:
+            self._stop.set()
+        async with self.backend, self:
+            self._log.info("worker started", queues=list(queues), concurrency=self.concurrency)
+            try:
+                await self.backend.serve(self, queues=list(queues), grace=float(grace))
+            finally:
+                self._log.info("worker stopped")
+
+    def shutdown(self) -> None:
+        """Stop taking work; :meth:`run` returns once running tasks are dealt with."""
+        self._stop_requested = True
+        if self._stop is not None:
+            self._stop.set()
+
+    async def wait_shutdown(self) -> None:
+        """Return once :meth:`shutdown` was called (for backends serving this worker)."""
+        if self._stop is None:
+            self._stop = anyio.Event()
+            if self._stop_requested:
+                self._stop.set()
+        await self._stop.wait()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_requested
+
+    def running_calls(self) -> list[str]:
+        """The call ids running now."""
+        return list(self._running)
+
     def cancel(self, call_id: str, reason: str = "cancelled") -> bool:
         """Cancel the running attempt ``call_id``; True if it was running here."""
         scope = self._running.get(call_id)
@@ -148,6 +207,7 @@ class Worker:
         resources: RunResources,
         *,
         started: Callable[[TaskCall], None] | None = None,
+        before: Callable[[TaskCall], Awaitable[None]] | None = None,
     ) -> bytes:
         """Verify and run one signed ``TaskCall``; return the signed ``TaskResult``.
 
@@ -155,6 +215,9 @@ class Worker:
             payload: the signed call.
             resources: the run's channel and results, as this side sees them.
             started: called with the call when the task's code starts.
+            before: awaited with the decoded call before the attempt runs, inside its
+                cancel scope (a backend waits there for its rate limit, or fetches
+                what the task reads).
 
         Raises:
             PayloadSignatureError: the call is not signed with an accepted key
@@ -162,6 +225,17 @@ class Worker:
             SerializationError: the call is malformed. (A call whose arguments or
                 code cannot be loaded here comes back as a failed result instead.)
         """
+        return (await self.execute_call(payload, resources, started=started, before=before))[1]
+
+    async def execute_call(
+        self,
+        payload: bytes,
+        resources: RunResources,
+        *,
+        started: Callable[[TaskCall], None] | None = None,
+        before: Callable[[TaskCall], Awaitable[None]] | None = None,
+    ) -> tuple[TaskResult, bytes]:
+        """:meth:`execute`, returning the result too (not only its signed bytes)."""
         keyring = self.keyring
         try:
             call = decode_call(payload, keyring, allow_pickled_code=self._allow_code)
@@ -170,17 +244,18 @@ class Worker:
                 raise
             return self._failure(exc.run_id, exc.task_name, exc.attempt or 1, exc, keyring)
         if self._limiter is None:
-            return await self._run(call, resources, started, keyring)
+            return await self._run(call, resources, started, before, keyring)
         async with self._limiter:
-            return await self._run(call, resources, started, keyring)
+            return await self._run(call, resources, started, before, keyring)
 
     async def _run(
         self,
         call: TaskCall,
         resources: RunResources,
         started: Callable[[TaskCall], None] | None,
+        before: Callable[[TaskCall], Awaitable[None]] | None,
         keyring: Keyring,
-    ) -> bytes:
+    ) -> tuple[TaskResult, bytes]:
         try:
             task = _task_of(call)
         except AioflowError as exc:  # TaskNotFoundError: the code is not here
@@ -223,15 +298,26 @@ class Worker:
             worker_id=self.worker_id,
         )
         started_at = time.time()
+        refused: Exception | None = None
         with anyio.CancelScope() as scope:
             self._running[call.call_id] = scope
             try:
-                await runner.run(execution, scope)
+                if before is not None:
+                    try:
+                        await before(call)
+                    except Exception as exc:  # what the task needs is not there
+                        refused = exc
+                    started_at = time.time()
+                if refused is None:
+                    await runner.run(execution, scope)
             finally:
                 del self._running[call.call_id]
         if scope.cancelled_caught:
             execution.cancel_reason = self._cancel_reasons.pop(call.call_id, None)
             runner.cancelled(execution)
+        elif refused is not None:
+            self._cancel_reasons.pop(call.call_id, None)
+            return self._encode(call, _failed(call, refused, self.worker_id), keyring)
         self._cancel_reasons.pop(call.call_id, None)
         result = _result_of(call, outcome[0], self.worker_id, started_at)
         self._emit_end(call, outcome[0])
@@ -263,9 +349,11 @@ class Worker:
             )
         self._inst.emit(event)
 
-    def _encode(self, call: TaskCall, result: TaskResult, keyring: Keyring) -> bytes:
+    def _encode(
+        self, call: TaskCall, result: TaskResult, keyring: Keyring
+    ) -> tuple[TaskResult, bytes]:
         try:
-            return encode_result(result, keyring)
+            return result, encode_result(result, keyring)
         except SerializationError as exc:
             what = "result" if result.status == "succeeded" else "outcome"
             error = SerializationError(
@@ -279,11 +367,12 @@ class Worker:
             self._log.warning(
                 "task result cannot be encoded", task_name=call.task_name, error=str(exc)
             )
-            return encode_result(_failed(call, error, self.worker_id), keyring)
+            failed = _failed(call, error, self.worker_id)
+            return failed, encode_result(failed, keyring)
 
     def _failure(
         self, run_id: str, task_name: str, attempt: int, exc: BaseException, keyring: Keyring
-    ) -> bytes:
+    ) -> tuple[TaskResult, bytes]:
         result = TaskResult(
             call_id="",
             run_id=run_id,
@@ -293,7 +382,7 @@ class Worker:
             error=ErrorInfo.from_exception(exc),
             worker_id=self.worker_id,
         )
-        return encode_result(result, keyring)
+        return result, encode_result(result, keyring)
 
     def __repr__(self) -> str:
         return f"<Worker {self.worker_id} running={self.running}>"
@@ -310,6 +399,7 @@ def _options_of(call: TaskCall) -> TaskOptions:
         handler=o.get("handler", "inline"),
         queue=o.get("queue", "default"),
         priority=o.get("priority", 0),
+        rate_limit=o.get("rate_limit"),
     )
 
 

@@ -506,3 +506,28 @@ async def test_a_run_cancelled_by_a_task_goes_on_from_there(tmp_path: Path) -> N
     result = await aioflow.resume(db, wf)
     assert result["second"] == 2
     assert ran == ["first", "second"]
+
+
+@pytest.mark.timeout(15)
+async def test_a_task_waiting_for_a_slot_does_not_spin_the_background_commit() -> None:
+    # Regression: with "background" commits, an execution dispatched but not started
+    # (waiting for a slot, or on a remote worker not heard from yet) kept the journal
+    # "pending" while a commit had nothing to write: the commit loop never yielded
+    # and the event loop hung.
+
+    @task
+    async def holds() -> int:
+        await anyio.sleep(0.05)  # while it holds the only slot, quick waits for it
+        return 1
+
+    @task
+    async def quick() -> int:
+        return 2
+
+    with workflow("slots") as wf:
+        parallel(holds.bind(name="h1"), holds.bind(name="h2"), quick.bind(name="q"), name="all")
+    with anyio.fail_after(10):
+        result = await aioflow.run(
+            wf, checkpoint=MemoryStore(), checkpoint_every="background", max_concurrency=1
+        )
+    assert result["all"] == {"h1": 1, "h2": 1, "q": 2}

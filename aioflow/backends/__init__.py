@@ -9,6 +9,9 @@ URL                        backend
 ``memory://``              :class:`MemoryBackend`: in-process, zero copy (the default)
 ``memory://?serialize=1``  :class:`MemoryBackend` (``serialize=True``): in-process, but
                            every execution crosses the full wire path
+``redis://host:6379/0``    :class:`~aioflow.backends.redis.RedisBackend`: tasks run on
+``rediss://...``           workers (``aioflow worker URL``); options in the query
+                           string (``?prefix=x&max_deliveries=3``)
 =========================  ==========================================================
 """
 
@@ -38,7 +41,10 @@ __all__ = [
 ]
 
 #: The URL schemes ``open_backend`` knows, and what each one is.
-SCHEMES = {"memory": "in-process (memory:// or memory://?serialize=true)"}
+SCHEMES = {
+    "memory": "in-process (memory:// or memory://?serialize=true)",
+    "redis": "Redis workers (redis://host:6379/0, rediss:// for TLS)",
+}
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -82,13 +88,11 @@ def open_backend(url: str) -> Backend:
                 hint='Write "memory://" or "memory://?serialize=true".',
             )
         return MemoryBackend(serialize=serialize)
-    known = ", ".join(f"{name}:// ({what})" for name, what in SCHEMES.items())
     if scheme in ("redis", "rediss"):
-        raise ConfigurationError(
-            f"the {scheme}:// backend is not available in this version of aioflow "
-            f"(available: {', '.join(f'{n}://' for n in SCHEMES)})",
-            hint=f"Backends available here: {known}.",
-        )
+        from .redis import RedisBackend
+
+        return RedisBackend.from_url(url)
+    known = ", ".join(f"{name}:// ({what})" for name, what in SCHEMES.items())
     shown = scheme if len(scheme) <= 40 else scheme[:37] + "..."
     raise ConfigurationError(
         f"unknown backend scheme {shown!r} (available: {', '.join(f'{n}://' for n in SCHEMES)})",

@@ -26,14 +26,11 @@ from ..serialization import (
     Keyring,
     PayloadKind,
     TaskCall,
-    TaskRef,
-    decode_result,
     decode_value,
-    encode_call,
     encode_value,
 )
-from ..task import Task
-from ..worker import RunResources, Worker, requests_from_wire
+from ..worker import RunResources, Worker
+from ._calls import CallEncoder, apply_result, refused
 from .base import Execution, RunLink, Status
 from .memory import MemorySession
 
@@ -155,7 +152,7 @@ class SerializingSession(MemorySession):
             channel=CrossingChannel(link.channel, self._keyring),
             view=CrossingView(link.view, self._keyring),
         )
-        self._refs: dict[int, tuple[Task[..., Any], TaskRef]] = {}
+        self._encoder = CallEncoder(link.run_id, link.workflow, self._keyring)
         self._in_worker: dict[str, Execution] = {}
         super().__init__(link, tg, send, receive)
 
@@ -164,56 +161,14 @@ class SerializingSession(MemorySession):
 
     # --- out: Execution -> signed TaskCall ------------------------------------------
 
-    def _ref(self, task: Task[..., Any]) -> TaskRef:
-        known = self._refs.get(id(task))
-        if known is None or known[0] is not task:
-            known = self._refs[id(task)] = (task, TaskRef.from_callable(task.fn))
-        return known[1]
-
-    def _encode(self, execution: Execution) -> bytes:
-        task = execution.task
-        options = task.options
-        args = dict(execution.kwargs)
-        context = execution.context_params
-        for param in context:
-            if type(param) is str:
-                args.pop(param, None)  # filled on the worker with its own context
-        if execution.args:
-            args["*"] = list(execution.args)
-        call = TaskCall(
-            run_id=self.link.run_id,
-            task_name=execution.name,
-            ref=self._ref(task),
-            args=args,
-            attempt=execution.attempt,
-            iteration=execution.iteration,
-            options={
-                "timeout": options.timeout,
-                "max_cycles": options.max_cycles,
-                "handler": options.handler,
-                "queue": options.queue,
-                "priority": options.priority,
-                "context": list(context),
-            },
-            call_id=f"{self.link.run_id}:{execution.call_id}",
-            workflow=self.link.workflow,
-        )
-        return encode_call(call, self._keyring)
-
     def _submit(self, executions: Sequence[Execution]) -> None:
+        encoder = self._encoder
+        run_id = self.link.run_id
         for execution in executions:
             try:
-                execution.handle = self._encode(execution)
+                execution.handle = encoder.encode(execution, f"{run_id}:{execution.call_id}")
             except SerializationError as exc:
-                error = SerializationError(
-                    f"the call of task {execution.name!r} cannot cross a process: {exc}",
-                    hint=exc.hint,
-                    run_id=self.link.run_id,
-                    task_name=execution.name,
-                    attempt=execution.attempt,
-                )
-                error.__cause__ = exc
-                execution.end_unrun(Status.FAILED, error)
+                refused(execution, exc, run_id)
                 self._send.send_nowait(execution)
                 continue
             self._pool.submit(execution, execution.task.options.priority)
@@ -242,25 +197,7 @@ class SerializingSession(MemorySession):
             self.link.on_started(execution)
 
     def _decode(self, execution: Execution, data: bytes) -> None:
-        result = decode_result(data, self._keyring)
-        execution.handle = None
-        execution.worker_id = result.worker_id
-        if result.started_at is not None and result.finished_at is not None:
-            execution.duration = max(0.0, result.finished_at - result.started_at)
-        else:
-            execution.duration = 0.0
-        execution.requests = requests_from_wire(result.requests)
-        if result.status == "succeeded":
-            execution.status = Status.SUCCEEDED
-            execution.value = result.value
-            execution.error = None
-            return
-        assert result.error is not None
-        execution.value = None
-        execution.error = result.error.to_exception(
-            run_id=result.run_id, task_name=result.task_name, attempt=result.attempt
-        )
-        execution.status = Status.CANCELLED if result.status == "cancelled" else Status.FAILED
+        apply_result(execution, data, self._keyring)
 
     def _cancelled(self, execution: Execution) -> None:
         # The whole run was cancelled while the worker ran this execution.

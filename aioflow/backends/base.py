@@ -34,12 +34,15 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
+from ..errors import ConfigurationError
 from ..observability.logging import get_logger
 
 if TYPE_CHECKING:
     from ..channels import Channel
     from ..context import ControlRequests, RunAccess
     from ..handlers import Handler
+    from ..serialization import Keyring
+    from ..stores import RunStore
     from ..task import Task
 
 __all__ = [
@@ -171,6 +174,10 @@ class RunLink:
         max_concurrency: how many of the run's executions may run at once (None: no
             limit); beyond it they wait, highest priority first.
         debug: whether debug logging is on (hot paths skip it otherwise).
+        keyring: the run's keyring (signs what crosses a process), or None for the
+            backend's own.
+        cancel: cancels the whole run (a backend calls it when the run is cancelled
+            from elsewhere, e.g. ``aioflow cancel RUN_ID``); None when not offered.
     """
 
     run_id: str
@@ -182,6 +189,8 @@ class RunLink:
     save_checkpoint: Callable[[], Any] | None = None
     max_concurrency: int | None = DEFAULT_MAX_CONCURRENCY
     debug: bool = False
+    keyring: Keyring | None = None
+    cancel: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +321,28 @@ class Backend(ABC):
         Leaving the block cancels whatever of the run still executes here and
         waits until it has stopped.
         """
+
+    def run_channel(self, run_id: str, keyring: Keyring) -> Channel | None:
+        """The channel a run on this backend uses unless it is given one (None: the
+        run makes a :class:`~aioflow.channels.MemoryChannel`). A backend whose tasks
+        run in other processes returns a channel they all reach."""
+        return None
+
+    def run_store(self) -> RunStore | None:
+        """The run store that journals runs on this backend unless ``checkpoint=``
+        says otherwise (None: runs are not journaled by default)."""
+        return None
+
+    async def serve(self, worker: Any, *, queues: Sequence[str], grace: float) -> None:
+        """Feed ``worker`` (an :class:`aioflow.Worker`) the executions of ``queues``
+        until :meth:`~aioflow.Worker.shutdown`; then let running ones finish within
+        ``grace`` seconds and hand the rest back. Backends whose executions run in
+        the caller's process have no workers to serve."""
+        raise ConfigurationError(
+            f"the {self.describe()} backend runs tasks in the caller's process: it "
+            "has no queue for a worker to serve",
+            hint="Start workers on a distributed backend, e.g. redis://host:6379/0.",
+        )
 
     def describe(self) -> str:
         """The backend's URL without secrets, for messages and logs."""

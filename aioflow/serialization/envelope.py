@@ -86,9 +86,13 @@ class PayloadKind(enum.IntEnum):
     RESULT = 3
     CHANNEL = 4
     CHECKPOINT = 5
+    #: A request of a task in a container to its handler, or its answer.
+    CONTROL = 6
 
 
-_DATA_KINDS = frozenset({PayloadKind.VALUE, PayloadKind.CHANNEL, PayloadKind.CHECKPOINT})
+_DATA_KINDS = frozenset(
+    {PayloadKind.VALUE, PayloadKind.CHANNEL, PayloadKind.CHECKPOINT, PayloadKind.CONTROL}
+)
 
 # --- the size limit -------------------------------------------------------------------------
 
@@ -243,7 +247,7 @@ def _data_kind(kind: PayloadKind) -> PayloadKind:
         return kind
     if kind not in _DATA_KINDS:
         raise SerializationError(
-            f"encode_value/decode_value handle VALUE, CHANNEL and CHECKPOINT payloads, "
+            f"encode_value/decode_value handle VALUE, CHANNEL, CHECKPOINT and CONTROL payloads, "
             f"not {kind!r}",
             hint="Use encode_call/decode_call and encode_result/decode_result for calls "
             "and results.",

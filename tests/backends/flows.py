@@ -1,9 +1,19 @@
-"""Tasks of the backend contract suite: module-level, so they travel by reference."""
+"""Tasks of the backend contract suite: module-level, so they travel by reference.
+
+What the tests check of running tasks (which run, the gate a thread waits for) lives
+in files under :data:`STATE`, so that worker processes (the Redis backend) share it
+with the test process: ``$AIOFLOW_TEST_STATE`` names the directory.
+"""
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -11,21 +21,65 @@ import anyio
 import aioflow
 from aioflow import TaskContext, task
 
-#: What ran in this process, and what is running now (checked by the tests).
-RAN: list[str] = []
-RUNNING: set[str] = set()
-GATE = threading.Event()
+STATE_ENV = "AIOFLOW_TEST_STATE"
+if os.environ.get(STATE_ENV):
+    STATE = Path(os.environ[STATE_ENV])
+else:
+    STATE = Path(tempfile.mkdtemp(prefix="aioflow-contract-"))
+    atexit.register(shutil.rmtree, STATE, ignore_errors=True)
+
+
+class _Running:
+    """The names of the tasks running now, in any process (one file each)."""
+
+    def add(self, name: str) -> None:
+        (STATE / f"running-{name}").touch()
+
+    def discard(self, name: str) -> None:
+        (STATE / f"running-{name}").unlink(missing_ok=True)
+
+    def names(self) -> set[str]:
+        return {p.name.removeprefix("running-") for p in STATE.glob("running-*")}
+
+    def __bool__(self) -> bool:
+        return bool(self.names())
+
+    def clear(self) -> None:
+        for p in STATE.glob("running-*"):
+            p.unlink(missing_ok=True)
+
+
+class _Gate:
+    """A threading.Event across processes (a file): a blocked thread waits for it."""
+
+    path = STATE / "gate"
+
+    def set(self) -> None:
+        self.path.touch()
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.path.exists():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.002)  # a thread that cannot be woken: it looks again
+        return True
+
+
+RUNNING = _Running()
+GATE = _Gate()
 
 
 def reset() -> None:
-    RAN.clear()
     RUNNING.clear()
     GATE.clear()
 
 
 @task
 async def one() -> int:
-    RAN.append("one")
     return 1
 
 

@@ -1,7 +1,7 @@
 """The backend contract suite: the same workflows behave the same on every backend.
 
 Every test takes the ``backend`` fixture (see conftest.py): ``memory://`` and
-``memory://?serialize=true`` today; the Redis backend joins it.
+``memory://?serialize=true`` and Redis with two real worker processes.
 """
 
 from __future__ import annotations
@@ -203,11 +203,20 @@ async def test_cancellation_leaves_nothing_running(backend: str) -> None:
                 tg.start_soon(handle.cancel)
                 await anyio.sleep(0.02)
                 flows.GATE.set()  # the thread cannot be interrupted: let it end
-        assert not flows.RUNNING
+        await _nothing_running()
         with pytest.raises(WorkflowCancelledError) as info:
             await handle.result()
     assert info.value.result is not None
     assert {r.status for r in info.value.result.tasks.values()} == {"cancelled"}
+
+
+async def _nothing_running() -> None:
+    """No task of the run runs any more. On a worker, a cancelled thread's outcome is
+    reported at once while the thread (which cannot be interrupted) ends once its
+    gate opens: it is given a moment for that."""
+    with anyio.fail_after(5):
+        while flows.RUNNING:  # noqa: ASYNC110 - files of another process: no event to await
+            await anyio.sleep(0.01)
 
 
 async def test_cancel_one_task(backend: str) -> None:
@@ -231,7 +240,7 @@ async def test_a_task_error_keeps_its_type_and_traceback(backend: str) -> None:
     cause = info.value.__cause__
     assert isinstance(cause, flows.Custom)
     assert str(cause) == "custom failure"
-    if "serialize" in backend:
+    if backend != "memory://":  # it ran in another process (or as if it had)
         remote = cause.__cause__
         assert isinstance(remote, aioflow.RemoteTaskError)
         assert "raises_custom" in remote.remote_traceback
@@ -240,7 +249,15 @@ async def test_a_task_error_keeps_its_type_and_traceback(backend: str) -> None:
 async def test_the_mixed_workflow_gives_the_same_results(backend: str) -> None:
     result = await aioflow.run(flows.mixed(), backend=backend)
     expected = (await aioflow.run(flows.mixed())).results
-    assert dict(result.results) == dict(expected)
+    # The three bumps interleave their increments differently across processes:
+    # each ends with a distinct count, the last one with all 60.
+    bumps = result["bumps"]
+    assert max(bumps.values()) == 60 and len(set(bumps.values())) == 3
+    assert sorted(result["read_channel"]["names"]) == ["b1", "b2", "b3"]
+    interleaved = {"b1", "b2", "b3", "bumps", "read_channel"}
+    assert {k: v for k, v in result.results.items() if k not in interleaved} == {
+        k: v for k, v in expected.items() if k not in interleaved
+    }
     assert result["read_channel"]["count"] == 60
     assert result["reads_result"] == 1
     assert result["child"] == "child of spawned"

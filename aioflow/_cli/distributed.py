@@ -1,0 +1,320 @@
+"""``aioflow worker | workers | dlq | cancel``: running and operating distributed workers.
+
+* ``aioflow worker URL --import MODULE ... [--concurrency N] [--queues a,b]``: serve
+  the queues until SIGTERM or SIGINT (then a graceful shutdown: running tasks get
+  ``--grace`` seconds, the rest goes back to the queue at once; a second signal
+  stops at once).
+* ``aioflow workers --backend URL [--json]``: the live workers and what they run.
+* ``aioflow dlq list|retry|purge --backend URL [ID ...]``: the dead-letter stream.
+* ``aioflow cancel RUN_ID --backend URL``: cancel a run from anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+from rich.table import Table
+
+from ..backends import open_backend
+from ..errors import ConfigurationError
+from ..worker import Worker
+from .loading import _import_file, _import_module
+
+__all__ = ["add_distributed", "is_redis_url"]
+
+BACKEND_HELP = "the distributed backend: redis://[user:password@]host:6379/0 (or rediss://)"
+
+
+def is_redis_url(text: str) -> bool:
+    return text.partition("://")[0].strip().lower() in ("redis", "rediss")
+
+
+def _redis_backend(url: str) -> Any:
+    if not is_redis_url(url):
+        raise ConfigurationError(
+            f"{url!r} is not a distributed backend",
+            hint="Give the Redis URL the runs use, e.g. --backend redis://127.0.0.1:6379/0.",
+        )
+    return open_backend(url)
+
+
+# --- aioflow worker ---------------------------------------------------------------------
+
+
+def _import_all(modules: list[str]) -> None:
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` does: modules beside us import
+    for name in modules:
+        if name.endswith(".py") or os.sep in name:
+            _import_file(Path(name))
+        else:
+            _import_module(name)
+
+
+def cmd_worker(args: argparse.Namespace, consoles: Any) -> int:
+    """Serve a backend's queues until SIGTERM or SIGINT."""
+    _import_all(args.imports)
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    backend = _redis_backend(args.url)
+    worker = Worker(
+        backend,
+        concurrency=args.concurrency or None,
+        worker_id=args.worker_id,
+    )
+    consoles.err.print(
+        f"aioflow worker {worker.worker_id}: serving {', '.join(queues)} on "
+        f"{backend.describe()} (concurrency {args.concurrency or 'unlimited'})",
+        soft_wrap=True,
+        highlight=False,
+    )
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+
+            async def signals() -> None:
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
+                    async for signum in received:
+                        if worker.stopping:  # the second signal: stop now
+                            consoles.err.print("stopping now", style="yellow")
+                            tg.cancel_scope.cancel()
+                            return
+                        consoles.err.print(
+                            f"{signal.Signals(signum).name}: shutting down (grace "
+                            f"{args.grace:g} s; again to stop now)",
+                            style="yellow",
+                        )
+                        worker.shutdown()
+
+            tg.start_soon(signals)
+            await worker.run(queues=queues, grace=args.grace)
+            tg.cancel_scope.cancel()
+
+    anyio.run(main)
+    consoles.err.print(f"aioflow worker {worker.worker_id}: stopped", highlight=False)
+    return 0
+
+
+def _add_worker(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser(
+        "worker",
+        parents=[common],
+        help="execute the tasks of distributed runs",
+        description="Serve the queues of a distributed backend: take task executions, run "
+        "them, store their outcomes. SIGTERM or SIGINT: stop taking work, let running "
+        "tasks finish within --grace seconds, hand the rest back to the queue; a second "
+        "signal stops at once. Needs AIOFLOW_SECRET_KEY (the runs' key).",
+        epilog="example: aioflow worker redis://127.0.0.1:6379/0 --import myapp.flows "
+        "--concurrency 32 --queues default,io",
+    )
+    p.add_argument("url", metavar="URL", help=BACKEND_HELP)
+    p.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import this module (or file) first: where the tasks are (repeatable)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=16,
+        metavar="N",
+        help="tasks run at once (default 16; 0 for no limit)",
+    )
+    p.add_argument(
+        "--queues",
+        default="default",
+        metavar="A,B",
+        help="the queues to serve, comma-separated (default: default)",
+    )
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="on shutdown, how long running tasks may take to finish (default 30)",
+    )
+    p.add_argument("--worker-id", default=None, metavar="ID", help="default: host-pid-random")
+    p.set_defaults(command=cmd_worker)
+
+
+# --- aioflow workers ----------------------------------------------------------------------
+
+
+def cmd_workers(args: argparse.Namespace, consoles: Any) -> int:
+    """List the live workers."""
+    backend = _redis_backend(args.backend)
+
+    async def main() -> list[Any]:
+        async with backend:
+            found: list[Any] = await backend.workers()
+            return found
+
+    found = anyio.run(main)
+    if args.json:
+        document = [
+            {
+                "worker_id": w.worker_id,
+                "host": w.host,
+                "pid": w.pid,
+                "queues": w.queues,
+                "concurrency": w.concurrency,
+                "running": w.running,
+                "started_at": w.started_at,
+                "stopping": w.stopping,
+                "tasks": [{"run_id": run, "call_id": call} for run, call in w.tasks],
+            }
+            for w in found
+        ]
+        consoles.out.print_json(json.dumps(document))
+        return 0
+    if not found:
+        consoles.err.print(f"no live worker on {backend.describe()}", highlight=False)
+        return 0
+    table = Table("worker", "host", "pid", "queues", "running", "up", "state")
+    now = time.time()
+    for w in found:
+        table.add_row(
+            w.worker_id,
+            w.host,
+            str(w.pid),
+            ",".join(w.queues),
+            f"{w.running}/{w.concurrency}",
+            f"{now - w.started_at:.0f} s",
+            "stopping" if w.stopping else "serving",
+        )
+    consoles.out.print(table)
+    return 0
+
+
+def _add_workers(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser(
+        "workers",
+        parents=[common],
+        help="list the live workers of a distributed backend",
+        description="List the workers whose heartbeat is current, with their queues and "
+        "the tasks they run.",
+        epilog="example: aioflow workers --backend redis://127.0.0.1:6379/0 --json",
+    )
+    p.add_argument("--backend", required=True, metavar="URL", help=BACKEND_HELP)
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(command=cmd_workers)
+
+
+# --- aioflow dlq ----------------------------------------------------------------------------
+
+
+def cmd_dlq(args: argparse.Namespace, consoles: Any) -> int:
+    """List, retry or purge dead-lettered entries."""
+    backend = _redis_backend(args.backend)
+    ids = args.ids or None
+    if args.action != "list" and ids is None and not args.all:
+        raise ConfigurationError(
+            f"aioflow dlq {args.action}: name the entries (IDs) or say --all",
+            hint="`aioflow dlq list --backend URL` shows their ids.",
+        )
+
+    async def main() -> Any:
+        async with backend:
+            if args.action == "list":
+                return await backend.dead_letters(limit=args.limit or None)
+            if args.action == "retry":
+                return await backend.retry_dead_letters(ids)
+            return await backend.purge_dead_letters(ids)
+
+    outcome = anyio.run(main)
+    if args.action != "list":
+        verb = "put back on their queues" if args.action == "retry" else "deleted"
+        consoles.err.print(f"{outcome} dead-lettered entries {verb}", highlight=False)
+        return 0
+    if args.json:
+        document = [
+            {
+                "id": d.id,
+                "queue": d.queue,
+                "priority": d.priority,
+                "run_id": d.run_id,
+                "call_id": d.call_id,
+                "deliveries": d.deliveries,
+                "error": d.error,
+                "worker": d.worker,
+                "at": d.at,
+            }
+            for d in outcome
+        ]
+        consoles.out.print_json(json.dumps(document))
+        return 0
+    if not outcome:
+        consoles.err.print("the dead-letter stream is empty", highlight=False)
+        return 0
+    table = Table("id", "queue", "run", "deliveries", "error")
+    for d in outcome:
+        table.add_row(d.id, f"{d.queue}/{d.priority}", d.run_id, str(d.deliveries), d.error)
+    consoles.out.print(table)
+    return 0
+
+
+def _add_dlq(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser(
+        "dlq",
+        parents=[common],
+        help="the dead-letter stream: list, retry, purge",
+        description="Entries are dead-lettered when delivered more than max_deliveries "
+        "times (their workers kept dying) or when they do not verify (tampered, signed "
+        "with another key). retry puts them back on their queues; purge deletes them.",
+        epilog="example: aioflow dlq retry --backend redis://127.0.0.1:6379/0 --all",
+    )
+    p.add_argument("action", choices=("list", "retry", "purge"))
+    p.add_argument("ids", nargs="*", metavar="ID", help="entry ids (retry, purge)")
+    p.add_argument("--backend", required=True, metavar="URL", help=BACKEND_HELP)
+    p.add_argument("--all", action="store_true", help="every entry (retry, purge)")
+    p.add_argument("--limit", type=int, default=100, metavar="N", help="list at most N")
+    p.add_argument("--json", action="store_true", help="list as one JSON document")
+    p.set_defaults(command=cmd_dlq)
+
+
+# --- aioflow cancel -------------------------------------------------------------------------
+
+
+def cmd_cancel(args: argparse.Namespace, consoles: Any) -> int:
+    """Cancel a distributed run."""
+    backend = _redis_backend(args.backend)
+
+    async def main() -> None:
+        async with backend:
+            await backend.cancel_run(args.run_id, args.reason)
+
+    anyio.run(main)
+    consoles.err.print(f"run {args.run_id}: cancellation sent", highlight=False)
+    return 0
+
+
+def _add_cancel(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser(
+        "cancel",
+        parents=[common],
+        help="cancel a distributed run",
+        description="Cancel a run on a distributed backend: its coordinator ends it "
+        "(cancelled, journaled: `aioflow resume` can continue it), the workers cancel its "
+        "running tasks and drop its queued ones.",
+        epilog="example: aioflow cancel 5916ee92... --backend redis://127.0.0.1:6379/0",
+    )
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--backend", required=True, metavar="URL", help=BACKEND_HELP)
+    p.add_argument("--reason", default="cancelled with aioflow cancel", help="why")
+    p.set_defaults(command=cmd_cancel)
+
+
+def add_distributed(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``worker``, ``workers``, ``dlq`` and ``cancel``."""
+    for add in (_add_worker, _add_workers, _add_dlq, _add_cancel):
+        add(subparsers, common)

@@ -1,0 +1,806 @@
+"""A worker's side of the Redis backend: read, execute, store, acknowledge.
+
+:meth:`RedisBackend.serve` runs :class:`Serving` for one :class:`aioflow.Worker`:
+
+* **read** (one coroutine): the ``READ`` script takes up to as many entries as
+  there are free slots, highest priority first; when the streams are empty, one
+  ``XREADGROUP ... BLOCK`` waits on all of them (no polling).
+* **execute**: each entry goes to an executor (a growing pool, like the in-process
+  backend's) and through :meth:`Worker.execute_call`, which verifies the signed
+  call. An entry that does not verify or decode (tampered, garbage, another key)
+  is dead-lettered at once: nothing of it is unpickled.
+* **flush** (one coroutine): the outcomes finished since the last flush go out in
+  one pipeline: one ``COMPLETE`` script per run (first outcome wins, one PUBLISH per
+  run) — then, in the next pipeline, the ``ACK`` of those entries. An entry is
+  acknowledged only after its outcome is stored.
+* **heartbeat**: the worker's key (``P:worker:<id>``, expiring after the visibility
+  timeout) says it is alive and what it runs.
+* **reclaim**: every third of the visibility timeout, entries pending longer than
+  the timeout whose worker's key is gone are claimed (``XCLAIM`` with a minimum
+  idle time: one claimer wins) and run here; past ``max_deliveries`` they are
+  dead-lettered, their task failing with :class:`DeadLetteredError`.
+* **control** (pub/sub): cancellations (a run, or some of its calls) and new
+  streams.
+
+Shutdown (:meth:`Worker.shutdown`, SIGTERM in the CLI): reading stops; running
+tasks get the grace period; what still runs is cancelled and, with the entries
+taken but not started, handed back to its stream at once (``HANDBACK``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import msgpack  # type: ignore[import-untyped]
+
+from .._executors import ExecutorPool
+from ..errors import DeadLetteredError, SerializationError, TaskCancelledError
+from ..observability.logging import get_logger
+from ..serialization import Keyring, PayloadKind, TaskCall, TaskResult, decode_value
+from ..serialization.results import ErrorInfo, decode_result, encode_result
+from ..task import parse_rate_limit
+from ..worker import RunResources
+from ._redis_layout import (
+    ACK,
+    COMPLETE,
+    DEADLETTER,
+    GROUP,
+    HANDBACK,
+    RATE,
+    READ,
+    Scripts,
+    parse_stream_field,
+)
+
+if TYPE_CHECKING:
+    from ..worker import Worker
+    from .redis import RedisBackend
+
+try:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import RedisError, ResponseError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+except ImportError:  # pragma: no cover - imported through aioflow.backends.redis
+    raise
+
+__all__ = ["Serving"]
+
+_CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+_BLOCK_MS = 2000  # an idle blocking read returns after this (to see new streams)
+_CHUNK = 500  # outcomes or ids per script call
+_DLQ_MAX = 100_000  # the dead-letter stream is trimmed to about this many entries
+_RUNS_KEPT = 256  # runs whose channel and results a worker keeps at hand
+
+
+class Entry:
+    """One stream entry taken by this worker."""
+
+    __slots__ = (
+        "call_id",
+        "data",
+        "deliveries",
+        "entry_id",
+        "handback",
+        "priority",
+        "released",
+        "reply",
+        "run_id",
+        "stream",
+    )
+
+    def __init__(
+        self,
+        stream: bytes,
+        entry_id: bytes,
+        fields: Mapping[bytes, bytes] | list[bytes],
+        priority: int,
+        deliveries: int,
+    ) -> None:
+        if isinstance(fields, list):  # a script's reply: field, value, field, value...
+            fields = dict(zip(fields[::2], fields[1::2], strict=False))
+        self.released = False
+        self.reply = b""  # the coordinator's channel (from the verified call)
+        self.stream = stream
+        self.entry_id = entry_id
+        self.run_id = fields.get(b"r", b"").decode(errors="replace")
+        self.call_id = fields.get(b"c", b"")
+        self.data = fields.get(b"d", b"")
+        self.deliveries = deliveries + int(fields.get(b"n", b"0") or 0)
+        self.priority = priority
+        self.handback = False
+
+
+class RemoteResults(Mapping[str, Any]):
+    """The results of a run as a worker sees them: copies read from the run's list."""
+
+    __slots__ = ("_decoded", "_keyring", "_raw")
+
+    def __init__(self, keyring: Keyring) -> None:
+        self._raw: dict[str, bytes] = {}
+        self._decoded: dict[str, Any] = {}
+        self._keyring = keyring
+
+    def update(self, pairs: list[bytes]) -> None:
+        for i in range(0, len(pairs) - 1, 2):
+            name = pairs[i].decode()
+            self._raw[name] = pairs[i + 1]
+            self._decoded.pop(name, None)
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self._decoded:
+            return self._decoded[name]
+        value = decode_result(self._raw[name], self._keyring).value
+        self._decoded[name] = value
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+
+class RemoteView:
+    """``ctx.result`` and ``ctx.inputs`` on a worker (refreshed before a task that
+    takes a context starts)."""
+
+    __slots__ = ("inputs", "offset", "results", "seen_inputs")
+
+    def __init__(self, keyring: Keyring) -> None:
+        self.results = RemoteResults(keyring)
+        self.inputs: Mapping[str, Any] = {}
+        self.offset = 0
+        self.seen_inputs = False
+
+    def has_node(self, name: str) -> bool:
+        return True  # the graph is the coordinator's: a missing name has no result yet
+
+
+class Serving:
+    """Serves one worker from a Redis backend (see the module documentation)."""
+
+    def __init__(
+        self, backend: RedisBackend, worker: Worker, queues: list[str], grace: float
+    ) -> None:
+        self.backend = backend
+        self.worker = worker
+        self.client: Any = backend.client  # redis-py's reply types are too loose to help
+        self.keys = backend.keys
+        self.queues = set(queues)
+        self.grace = grace
+        self.keyring = worker.keyring
+        self.consumer = worker.worker_id.encode()
+        self.limit = worker.concurrency or 1024
+        self.vis_ms = int(backend.visibility_timeout * 1000)
+        self.ttl_ms = int(backend.result_ttl * 1000)
+        self.streams: list[bytes] = []  # highest priority first
+        self.priority: dict[bytes, int] = {}
+        self.taken: dict[tuple[bytes, bytes], Entry] = {}  # read, not acknowledged
+        self.active = 0  # taken and not finished executing
+        self.outcomes: list[tuple[Entry, TaskResult, bytes]] = []
+        self.acks: list[Entry] = []  # outcomes stored, to acknowledge
+        self.handbacks: list[Entry] = []
+        self.starts: dict[tuple[str, bytes], list[bytes]] = {}  # calls started (notify)
+        self.flush_ready = anyio.Event()
+        self.slot_free = anyio.Event()
+        self.cancelled_runs: OrderedDict[str, None] = OrderedDict()
+        self.cancelled_calls: set[bytes] = set()  # cancelled before they started here
+        self.resources: OrderedDict[str, tuple[RunResources, RemoteView]] = OrderedDict()
+        self.read_scope: anyio.CancelScope | None = None
+        self.stopping = False
+        self.started_at = time.time()
+        self.scripts = Scripts(
+            read=READ,
+            complete=COMPLETE,
+            ack=ACK,
+            handback=HANDBACK,
+            deadletter=DEADLETTER,
+            rate=RATE,
+        )
+        self.log = get_logger("worker.redis", worker_id=worker.worker_id)
+
+    # --- the whole life ----------------------------------------------------------------
+
+    async def serve(self) -> None:
+        await self.scripts.load(self.client)
+        await self._load_streams()
+        pubsub: Any = self.client.pubsub()
+        await pubsub.subscribe(self.keys.control)
+        connection = pubsub.connection
+        if connection is not None:
+            connection.register_connect_callback(self._on_reconnect)
+        await self._heartbeat_once()
+        try:
+            async with anyio.create_task_group() as tg:
+                self.pool: ExecutorPool[Entry] = ExecutorPool(
+                    tg, self._execute, self._abandoned, self.limit
+                )
+                tg.start_soon(self._control_loop, pubsub)
+                tg.start_soon(self._heartbeat_loop)
+                tg.start_soon(self._reclaim_loop)
+                tg.start_soon(self._flush_loop)
+                tg.start_soon(self._stop_watch)
+                await self._read_loop()
+                await self._drain()
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()
+                with contextlib.suppress(RedisError, OSError):
+                    pipe = self.client.pipeline(transaction=False)
+                    pipe.delete(self.keys.worker(self.worker.worker_id))
+                    pipe.zrem(self.keys.workers, self.consumer)
+                    await pipe.execute()
+
+    async def _stop_watch(self) -> None:
+        await self.worker.wait_shutdown()
+        self.log.info("shutting down: no new work is taken", running=self.active)
+        self.stopping = True
+        self.slot_free.set()
+        if self.read_scope is not None:
+            self.read_scope.cancel()
+
+    async def _drain(self) -> None:
+        """After reading stopped: grace for running tasks, then hand back the rest."""
+        for entry in self.pool.halt():  # taken, not started: back at once
+            self._release(entry)
+            self.handbacks.append(entry)
+        with anyio.move_on_after(self.grace):
+            while self.active:
+                await self._wait_slot()
+        if self.active:
+            self.log.warning(
+                "grace period over: cancelling running tasks and handing them back",
+                running=self.active,
+            )
+            for entry in self.taken.values():
+                entry.handback = True
+            for call_id in self.worker.running_calls():
+                self.worker.cancel(call_id, "the worker is shutting down")
+            while self.active:
+                await self._wait_slot()
+        self.flush_ready.set()
+        with anyio.move_on_after(self.backend.timeout):
+            while self.outcomes or self.acks or self.handbacks:
+                await self._flush_once()
+
+    async def _wait_slot(self) -> None:
+        self.slot_free = anyio.Event()
+        await self.slot_free.wait()
+
+    # --- streams -----------------------------------------------------------------------
+
+    async def _load_streams(self) -> None:
+        registry = await self.client.hgetall(self.keys.queues)
+        for queue in self.queues:  # a queue nobody submitted to yet: its default stream
+            await self.backend.ensure_stream(queue, 0)
+        registry = await self.client.hgetall(self.keys.queues)
+        for key, value in registry.items():
+            self._add_stream(key, value)
+
+    def _add_stream(self, key: bytes, value: bytes) -> bool:
+        queue, priority = parse_stream_field(value)
+        if queue not in self.queues or key in self.priority:
+            return False
+        self.priority[key] = priority
+        self.streams = sorted(self.priority, key=lambda k: -self.priority[k])
+        return True
+
+    # --- reading -----------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        scripts = self.scripts
+        client = self.client
+        backoff = 0.05
+        while not self.stopping:
+            need = self.limit - self.active
+            if need <= 0:
+                await self._wait_slot()
+                continue
+            try:
+                reply = await scripts.call(
+                    client, "read", self.streams, [GROUP, self.consumer, need]
+                )
+                if not reply:
+                    with anyio.CancelScope() as self.read_scope:
+                        if self.stopping:
+                            break
+                        blocked = await client.xreadgroup(
+                            GROUP,
+                            self.consumer,
+                            dict.fromkeys(self.streams, ">"),
+                            count=need,
+                            block=_BLOCK_MS,
+                        )
+                        reply = [[key, entries] for key, entries in blocked or ()]
+                    self.read_scope = None
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):  # the stream was deleted: make it again
+                    self.log.warning("a stream lost its consumer group: recreating it")
+                    for key in self.streams:
+                        with contextlib.suppress(ResponseError):
+                            await client.xgroup_create(key, GROUP, id="0", mkstream=True)
+                    continue
+                raise
+            except _CONNECTION_ERRORS as exc:
+                self.log.warning("reading from Redis failed: retrying", error=str(exc))
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            backoff = 0.05
+            for key, entries in reply:
+                priority = self.priority.get(key, 0)
+                for entry_id, fields in entries:
+                    self._take(Entry(key, entry_id, fields or {}, priority, 1))
+
+    def _take(self, entry: Entry) -> None:
+        key = (entry.stream, entry.entry_id)
+        if key in self.taken:
+            return
+        self.taken[key] = entry
+        self.active += 1
+        if entry.run_id in self.cancelled_runs:
+            self.pool.submit(entry, 1 << 30)  # dropped at once, see _execute
+        else:
+            self.pool.submit(entry, entry.priority)
+
+    # --- executing ---------------------------------------------------------------------
+
+    def _resources(self, run_id: str) -> tuple[RunResources, RemoteView]:
+        found = self.resources.get(run_id)
+        if found is not None:
+            self.resources.move_to_end(run_id)
+            return found
+        from ..channels.redis import RedisChannel
+
+        view = RemoteView(self.keyring)
+        channel = RedisChannel(
+            self.client,
+            run_id,
+            self.keyring,
+            prefix=self.keys.prefix,
+            ttl=self.backend.result_ttl,
+        )
+        found = self.resources[run_id] = (RunResources(channel=channel, view=view), view)
+        if len(self.resources) > _RUNS_KEPT:
+            self.resources.popitem(last=False)
+        return found
+
+    def _release(self, entry: Entry) -> None:
+        """``entry`` no longer takes a slot (once, whichever way it ended)."""
+        if not entry.released:
+            entry.released = True
+            self.active -= 1
+            self.slot_free.set()
+
+    async def _execute(self, entry: Entry, scope: anyio.CancelScope) -> None:
+        try:
+            await self._execute_entry(entry)
+        finally:
+            self._release(entry)
+
+    async def _execute_entry(self, entry: Entry) -> None:
+        if entry.run_id in self.cancelled_runs or entry.call_id in self.cancelled_calls:
+            self.cancelled_calls.discard(entry.call_id)
+            await self._drop(entry)
+            return
+        if entry.deliveries > self.backend.max_deliveries:
+            await self._dead_letter(
+                entry,
+                f"delivered {entry.deliveries} times (max_deliveries="
+                f"{self.backend.max_deliveries}): the workers running it were lost",
+            )
+            return
+        resources, view = self._resources(entry.run_id)
+
+        async def before(call: TaskCall) -> None:
+            entry.reply = _reply_of(call)
+            rate = call.options.get("rate_limit")
+            if rate is not None:
+                await self._rate_limit(call.task_name, rate)
+            if call.options.get("context"):
+                await self._refresh(call.run_id, view)
+            if call.options.get("notify"):
+                self.starts.setdefault((call.run_id, entry.reply), []).append(entry.call_id)
+                self.flush_ready.set()
+
+        try:
+            result, data = await self.worker.execute_call(entry.data, resources, before=before)
+        except SerializationError as exc:  # tampered, garbage, signed with another key
+            await self._dead_letter(entry, f"{type(exc).__name__}: {exc}")
+            return
+        self._release(entry)
+        if entry.handback and result.status == "cancelled":
+            self.handbacks.append(entry)
+        else:
+            self.outcomes.append((entry, result, data))
+        self.flush_ready.set()
+
+    def _abandoned(self, entry: Entry) -> None:
+        # The pool's scope was cancelled (the worker is going away): hand it back.
+        self._release(entry)
+        self.handbacks.append(entry)
+
+    async def _refresh(self, run_id: str, view: RemoteView) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.lrange(self.keys.run(run_id, "res"), view.offset, -1)
+        if not view.seen_inputs:
+            pipe.get(self.keys.run(run_id, "inputs"))
+        replies = await pipe.execute()
+        pairs = replies[0]
+        view.offset += len(pairs)
+        view.results.update(pairs)
+        if not view.seen_inputs:
+            view.seen_inputs = True
+            if replies[1] is not None:
+                view.inputs = decode_value(
+                    replies[1], self.keyring, allow_pickle=True, kind=PayloadKind.CHANNEL
+                )
+
+    async def _rate_limit(self, task_name: str, rate: str) -> None:
+        count, period = parse_rate_limit(rate)
+        key = self.keys.rate(task_name)
+        while True:
+            wait_ms = int(
+                await self.scripts.call(self.client, "rate", [key], [count, int(period * 1000)])
+            )
+            if wait_ms <= 0:
+                return
+            await anyio.sleep(wait_ms / 1000)  # the script said when a start is free
+
+    async def _unrun_result(self, entry: Entry, error: BaseException, status: str) -> bytes | None:
+        """A signed result for an entry whose code never ran (None: unknown run)."""
+        if not entry.run_id or not entry.call_id:
+            return None
+        task_name = "?"
+        attempt = 1
+        with contextlib.suppress(Exception):
+            from ..serialization import decode_call
+
+            call = decode_call(entry.data, self.keyring, allow_pickled_code=False)
+            task_name, attempt = call.task_name, call.attempt
+            entry.reply = _reply_of(call)
+        if not entry.reply:  # the call did not verify: ask where its coordinator listens
+            with contextlib.suppress(RedisError, OSError):
+                entry.reply = (
+                    await self.client.get(self.keys.run(entry.run_id, "coordinator")) or b""
+                )
+        result = TaskResult(
+            call_id=entry.call_id.decode(errors="replace"),
+            run_id=entry.run_id,
+            task_name=task_name,
+            attempt=attempt,
+            status=status,  # type: ignore[arg-type]
+            error=ErrorInfo.from_exception(error),
+            worker_id=self.worker.worker_id,
+            finished_at=time.time(),
+        )
+        return encode_result(result, self.keyring)
+
+    async def _drop(self, entry: Entry) -> None:
+        """An entry of a cancelled run: reported as never started, acknowledged."""
+        self._release(entry)
+        data = await self._unrun_result(
+            entry, TaskCancelledError("the run was cancelled"), "cancelled"
+        )
+        if data is None:
+            self.acks.append(entry)
+        else:
+            self.outcomes.append((entry, _NOT_STARTED, data))
+        self.flush_ready.set()
+
+    async def _dead_letter(self, entry: Entry, why: str) -> None:
+        self.log.error(
+            "entry dead-lettered",
+            run_id=entry.run_id,
+            entry=entry.entry_id.decode(),
+            deliveries=entry.deliveries,
+            error=why,
+        )
+        key = (entry.stream, entry.entry_id)
+        error = DeadLetteredError(
+            f"the task's queue entry was dead-lettered: {why}", run_id=entry.run_id or None
+        )
+        fields = [
+            b"stream", entry.stream, b"id", entry.entry_id, b"r", entry.run_id.encode(),
+            b"c", entry.call_id, b"d", entry.data, b"n", str(entry.deliveries).encode(),
+            b"error", why.encode(), b"worker", self.consumer, b"at", str(time.time()).encode(),
+        ]  # fmt: skip
+        length_key = self.keys.queue_of(entry.stream) + b":len"
+        data = await self._unrun_result(entry, error, "failed")
+        try:
+            await self.scripts.call(
+                self.client,
+                "deadletter",
+                [entry.stream, length_key, self.keys.dlq],
+                [GROUP, _DLQ_MAX, entry.entry_id, *fields],
+            )
+        except (RedisError, OSError) as exc:
+            self.log.error("dead-lettering failed: the entry stays pending", error=str(exc))
+            self.taken.pop(key, None)
+            return
+        self.taken.pop(key, None)
+        if data is not None:
+            # The run learns at once that this task failed (no entry is acknowledged
+            # with it: it is off the stream already).
+            entry.entry_id = b""
+            self.outcomes.append((entry, _FAILED, data))
+            self.flush_ready.set()
+
+    # --- storing outcomes, acknowledging -------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self.flush_ready.wait()
+            self.flush_ready = anyio.Event()
+            while self.outcomes or self.acks or self.handbacks or self.starts:
+                await self._flush_once()
+
+    async def _flush_once(self) -> None:
+        outcomes, self.outcomes = self.outcomes, []
+        acks, self.acks = self.acks, []
+        handbacks, self.handbacks = self.handbacks, []
+        starts, self.starts = self.starts, {}
+        pipe = self.client.pipeline(transaction=False)
+        for (run_id, reply), call_ids in starts.items():
+            pipe.publish(reply, msgpack.packb(["s", run_id, call_ids]))
+        by_run: dict[tuple[str, bytes], list[Any]] = {}
+        for entry, result, data in outcomes:
+            args = by_run.setdefault((entry.run_id, entry.reply), [])
+            args += [entry.call_id, b"1" if result.status == "succeeded" else b"0"]
+            args += [result.task_name.encode(), data]
+        for (run_id, reply), args in by_run.items():
+            keys = [self.keys.run(run_id, "out"), self.keys.run(run_id, "res")]
+            head = [self.ttl_ms, reply, run_id]
+            for start in range(0, len(args), _CHUNK * 4):
+                chunk = args[start : start + _CHUNK * 4]
+                self.scripts.queue(pipe, "complete", keys, [*head, *chunk])
+        # Entries whose outcomes an earlier pipeline stored are acknowledged now.
+        self._queue_acks(pipe, acks)
+        self._queue_handbacks(pipe, handbacks)
+        try:
+            await self.scripts.execute(self.client, pipe)
+        except (RedisError, OSError) as exc:
+            self.log.warning("storing outcomes failed: retrying", error=str(exc))
+            # Nothing is lost: outcomes are stored once (first wins), entries are
+            # acknowledged after; all of it is tried again.
+            self.outcomes[:0] = outcomes
+            self.acks[:0] = acks
+            self.handbacks[:0] = handbacks
+            await anyio.sleep(0.1)
+            return
+        for entry in handbacks:
+            self.taken.pop((entry.stream, entry.entry_id), None)
+        for entry in acks:
+            self.taken.pop((entry.stream, entry.entry_id), None)
+        stored = [entry for entry, _, _ in outcomes if entry.entry_id]
+        if stored:
+            self.acks.extend(stored)
+            self.flush_ready.set()
+
+    def _queue_acks(self, pipe: Any, entries: list[Entry]) -> None:
+        by_stream: dict[bytes, list[bytes]] = {}
+        for entry in entries:
+            by_stream.setdefault(entry.stream, []).append(entry.entry_id)
+        for stream, ids in by_stream.items():
+            queue = self.keys.queue_of(stream)
+            keys = [stream, queue + b":len", queue + b":waiting", queue + b":room"]
+            for start in range(0, len(ids), _CHUNK):
+                self.scripts.queue(pipe, "ack", keys, [GROUP, *ids[start : start + _CHUNK]])
+
+    def _queue_handbacks(self, pipe: Any, entries: list[Entry]) -> None:
+        if not entries:
+            return
+        self.log.info("handing work back to its queue", count=len(entries))
+        by_stream: dict[bytes, list[Any]] = {}
+        for entry in entries:
+            by_stream.setdefault(entry.stream, []).extend(
+                [entry.entry_id, entry.deliveries, entry.run_id, entry.call_id, entry.data]
+            )
+        for stream, args in by_stream.items():
+            self.scripts.queue(pipe, "handback", [stream], [GROUP, *args])
+
+    # --- staying alive, taking over the dead ---------------------------------------------
+
+    def _state(self) -> bytes:
+        running = [
+            [entry.run_id, entry.call_id.decode(errors="replace")]
+            for entry in list(self.taken.values())[:100]
+        ]
+        state: bytes = msgpack.packb(
+            {
+                "id": self.worker.worker_id,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "queues": sorted(self.queues),
+                "concurrency": self.limit,
+                "started_at": self.started_at,
+                "running": len(self.taken),
+                "tasks": running,
+                "stopping": self.stopping,
+            }
+        )
+        return state
+
+    async def _heartbeat_once(self) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(self.keys.worker(self.worker.worker_id), self._state(), px=self.vis_ms)
+        pipe.zadd(self.keys.workers, {self.consumer: time.time() + self.vis_ms / 1000})
+        pipe.zremrangebyscore(self.keys.workers, 0, time.time() - 3600)
+        await pipe.execute()
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await anyio.sleep(self.vis_ms / 3000)
+            try:
+                await self._heartbeat_once()
+            except (RedisError, OSError) as exc:
+                self.log.warning("heartbeat failed", error=str(exc))
+
+    async def _reclaim_loop(self) -> None:
+        while not self.stopping:
+            try:
+                await self.reclaim()
+            except (RedisError, OSError) as exc:
+                self.log.warning("reclaiming failed", error=str(exc))
+            await anyio.sleep(self.vis_ms / 3000)
+
+    async def reclaim(self) -> int:
+        """Claim the entries of dead workers (pending past the visibility timeout)."""
+        claimed = 0
+        client = self.client
+        for stream in list(self.streams):
+            free = self.limit - self.active
+            if free <= 0 or self.stopping:
+                break
+            pending = await client.xpending_range(
+                stream, GROUP, min="-", max="+", count=free, idle=self.vis_ms
+            )
+            if not pending:
+                continue
+            owners = {p["consumer"] for p in pending} - {self.consumer}
+            alive: set[bytes] = set()
+            if owners:
+                names = list(owners)
+                pipe = client.pipeline(transaction=False)
+                for name in names:
+                    pipe.exists(self.keys.worker(name.decode(errors="replace")))
+                for name, exists in zip(names, await pipe.execute(), strict=True):
+                    if exists:
+                        alive.add(name)
+            ids = [
+                p["message_id"]
+                for p in pending
+                if p["consumer"] not in alive and (stream, p["message_id"]) not in self.taken
+            ]
+            if not ids:
+                continue
+            deliveries = {p["message_id"]: int(p["times_delivered"]) for p in pending}
+            entries = await client.xclaim(stream, GROUP, self.consumer, self.vis_ms, ids)
+            for entry_id, fields in entries:
+                if not fields:  # deleted meanwhile (its run withdrew it)
+                    continue
+                claimed += 1
+                entry = Entry(
+                    stream, entry_id, fields, self.priority.get(stream, 0),
+                    deliveries.get(entry_id, 1) + 1,
+                )  # fmt: skip
+                self.log.warning(
+                    "reclaimed an entry of a lost worker",
+                    run_id=entry.run_id,
+                    deliveries=entry.deliveries,
+                )
+                self._take(entry)
+        return claimed
+
+    # --- control messages ----------------------------------------------------------------
+
+    async def _on_reconnect(self, connection: Any) -> None:
+        self._missed = True
+
+    _missed = False
+
+    async def _control_loop(self, pubsub: Any) -> None:
+        while True:
+            try:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
+            except _CONNECTION_ERRORS as exc:
+                self.log.warning("control channel failed: reconnecting", error=str(exc))
+                self._missed = True
+                await anyio.sleep(0.1)
+                continue
+            if self._missed:
+                await self._catch_up()
+            if message is None or message.get("type") != "message":
+                continue
+            try:
+                body = msgpack.unpackb(message["data"], raw=True, use_list=True)
+                kind = body[0]
+            except Exception:
+                self.log.warning("malformed control message ignored")
+                continue
+            if kind == b"c":
+                self._cancel(body[1].decode(errors="replace"), body[2], body[3])
+            elif kind == b"s":
+                await self._new_stream(body[1])
+
+    async def _catch_up(self) -> None:
+        """After the control connection came back: what may have been missed."""
+        self._missed = False
+        try:
+            registry = await self.client.hgetall(self.keys.queues)
+            runs = sorted({entry.run_id for entry in self.taken.values() if entry.run_id})
+            flags = []
+            if runs:
+                pipe = self.client.pipeline(transaction=False)
+                for run_id in runs:
+                    pipe.exists(self.keys.run(run_id, "cancelled"))
+                flags = await pipe.execute()
+        except (RedisError, OSError):
+            self._missed = True
+            return
+        changed = False
+        for key, value in registry.items():
+            changed |= self._add_stream(key, value)
+        if changed and self.read_scope is not None:
+            self.read_scope.cancel()
+        for run_id, flag in zip(runs, flags, strict=True):
+            if flag:
+                self._cancel(run_id, None, b"the run was cancelled")
+
+    async def _new_stream(self, key: bytes) -> None:
+        value = await self.client.hget(self.keys.queues, key)
+        if value is not None and self._add_stream(key, value) and self.read_scope is not None:
+            self.read_scope.cancel()  # the blocking read starts over with it
+
+    def _cancel(self, run_id: str, call_ids: list[bytes] | None, reason: bytes | None) -> None:
+        text = reason.decode(errors="replace") if reason else "cancelled"
+        wanted: set[str] | None = None
+        if call_ids is None:
+            self.cancelled_runs[run_id] = None
+            if len(self.cancelled_runs) > 10_000:
+                self.cancelled_runs.popitem(last=False)
+        else:
+            wanted = {c.decode(errors="replace") for c in call_ids}
+        # TaskCall ids are "<nonce>-<n>" for the run's entries; running ones are found
+        # through the entries this worker holds.
+        count = 0
+        for entry in list(self.taken.values()):
+            if entry.run_id != run_id:
+                continue
+            call_id = entry.call_id.decode(errors="replace")
+            if wanted is not None and call_id not in wanted:
+                continue
+            if self.worker.cancel(call_id, text):
+                count += 1
+            elif wanted is not None:
+                self.cancelled_calls.add(entry.call_id)  # not started yet: dropped
+        if count:
+            self.log.info("tasks cancelled", run_id=run_id, count=count, reason=text)
+
+
+def _reply_of(call: TaskCall) -> bytes:
+    reply = call.options.get("reply")
+    return reply.encode() if isinstance(reply, str) else b""
+
+
+# Stand-in results: only their status is read when storing (succeeded or not).
+_NOT_STARTED = TaskResult(
+    call_id="-", run_id="-", task_name="-", attempt=1, status="cancelled",
+    error=ErrorInfo.from_exception(DeadLetteredError("not started")),
+)  # fmt: skip
+_FAILED = TaskResult(
+    call_id="-", run_id="-", task_name="-", attempt=1, status="failed",
+    error=ErrorInfo.from_exception(DeadLetteredError("dead-lettered")),
+)  # fmt: skip
