@@ -180,6 +180,10 @@ class RunView:
     def has_node(self, name: str) -> bool:
         return name in self._nodes
 
+    def node_names(self) -> list[str]:
+        """The names of the run's tasks and groups (for views in other processes)."""
+        return list(self._nodes)
+
     def state_of(self, name: str) -> str:
         node = self._nodes.get(name)
         return node.state.value if node is not None else "unknown"

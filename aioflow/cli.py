@@ -44,7 +44,7 @@ from rich.traceback import Traceback
 from . import __version__
 from ._cli.checkpoints import not_storable_hint, open_journal, print_resume_command
 from ._cli.containers import add_containers
-from ._cli.distributed import add_distributed, is_redis_url
+from ._cli.distributed import add_distributed, is_redis_url, journal_url
 from ._cli.history import (
     find_run,
     inspect_document,
@@ -148,7 +148,7 @@ def cmd_run(args: argparse.Namespace, consoles: Consoles) -> int:
     if args.checkpoint is not None:
         journal: StoreTarget | None = store_target(args.checkpoint)
     elif args.backend is not None and is_redis_url(args.backend):
-        journal = store_target(args.backend)  # a distributed run journals to its Redis
+        journal = store_target(journal_url(args.backend))  # journaled to its Redis
     else:
         journal = None if args.no_history else history_target()
     live = consoles.out.is_terminal and consoles.err.is_terminal
@@ -302,11 +302,16 @@ def _add_run_output_options(p: argparse.ArgumentParser) -> None:
 
 def cmd_resume(args: argparse.Namespace, consoles: Consoles) -> int:
     """Continue a journaled run; finished tasks are not run again."""
-    journal = store_target(args.store)
+    backend = args.backend
+    store = args.store
+    if is_redis_url(store):  # a distributed run's journal: its tasks go back there
+        backend = backend or store
+        store = journal_url(store)
+    journal = store_target(store)
     journal.require_existing()  # opening a missing file would create an empty store
     wf = load_workflow(args.target)
     limit = args.max_concurrency or None  # 0: no limit
-    outcome = _resume(journal, wf, args.run_id, limit, args.backend)
+    outcome = _resume(journal, wf, args.run_id, limit, backend)
     return _report_run(outcome, wf, args, consoles, journal=journal, run_id=args.run_id)
 
 
@@ -317,8 +322,6 @@ async def _resume(
     limit: int | None,
     backend: str | None,
 ) -> RunResult:
-    if backend is None and is_redis_url(journal.text):
-        backend = journal.text  # the run was distributed: its workers are there
     async with journal.open() as store:
         if run_id is not None:  # a prefix will do, as for `aioflow inspect`
             info = await find_run(store, run_id, runs_command=runs_command(journal))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import heapq
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -71,6 +71,20 @@ from .plan import check_handlers, fill_arguments, plan_dynamic
 from .policies import GroupOutcomes
 from .results import RunResult, RunStatistics, RunStatus, TaskRecord
 
+
+class _AnyName(Collection[str]):
+    """Every handler name (a distributed run leaves handlers to its workers)."""
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
 if TYPE_CHECKING:
     from .serialization import Keyring
     from .task import Task
@@ -119,7 +133,10 @@ class Scheduler:
         self._max_concurrency = max_concurrency
         self._events = RunEvents(instruments or Instruments(), run_id)
         self._results: dict[str, Any] = {}
-        self._nodes = compile_graph(graph, self._handlers, self.inputs)
+        # On a distributed backend the handlers are the workers' (each worker is
+        # given its own): this process checks none and opens none.
+        self._handler_names: Collection[str] = _AnyName() if backend.remote else self._handlers
+        self._nodes = compile_graph(graph, self._handler_names, self.inputs)
         self._view = RunView(self._nodes, self._results, self.inputs)
         self._static_tasks = len(graph.tasks)
         self._journal = journal
@@ -213,7 +230,7 @@ class Scheduler:
         self._events.run_started(self.workflow, self._static_tasks)
         try:
             async with AsyncExitStack() as stack:
-                for handler in self._handlers.values():
+                for handler in self._handlers.values() if not self._backend.remote else ():
                     # Left last: a handler waits there for what it still accounts for
                     # (threads of cancelled sync tasks, containers).
                     await stack.enter_async_context(handler)
@@ -708,7 +725,7 @@ class Scheduler:
                 )
                 return
             try:
-                check_handlers(target, self._handlers)
+                check_handlers(target, self._handler_names)
                 plan = plan_dynamic(target, self._nodes, self.inputs)
             except WorkflowDefinitionError as exc:
                 self._fail_task(parent, exc)

@@ -33,7 +33,7 @@ from . import events as ev
 from ._execution import AttemptRunner
 from .backends.base import Execution, Status
 from .context import ControlRequests, RunAccess
-from .errors import AioflowError, ConfigurationError, SerializationError
+from .errors import AioflowError, ConfigurationError, SerializationError, WorkflowDefinitionError
 from .handlers import Handler, InlineHandler
 from .instruments import Instruments
 from .observability.logging import get_logger
@@ -260,6 +260,16 @@ class Worker:
             task = _task_of(call)
         except AioflowError as exc:  # TaskNotFoundError: the code is not here
             return self._encode(call, _failed(call, exc, self.worker_id), keyring)
+        if task.options.handler not in self._handlers:
+            missing = WorkflowDefinitionError(
+                f"task {call.task_name!r} wants handler {task.options.handler!r}, but worker "
+                f"{self.worker_id} only has {sorted(self._handlers)}",
+                hint="Give the workers the handlers the tasks name: Worker(handlers=...) or "
+                "`aioflow worker ... --handlers MODULE:NAME`.",
+                run_id=call.run_id,
+                task_name=call.task_name,
+            )
+            return self._encode(call, _failed(call, missing, self.worker_id), keyring)
         args_in = dict(call.args)
         positional = tuple(args_in.pop("*", ()))
         execution = Execution(

@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +26,30 @@ from rich.table import Table
 
 from ..backends import open_backend
 from ..errors import ConfigurationError
+from ..handlers import Handler
+from ..serialization.refs import ImportPathError, import_path
 from ..worker import Worker
 from .loading import _import_file, _import_module
 
-__all__ = ["add_distributed", "is_redis_url"]
+__all__ = ["add_distributed", "is_redis_url", "journal_url"]
 
 BACKEND_HELP = "the distributed backend: redis://[user:password@]host:6379/0 (or rediss://)"
 
 
 def is_redis_url(text: str) -> bool:
     return text.partition("://")[0].strip().lower() in ("redis", "rediss")
+
+
+def journal_url(backend_url: str) -> str:
+    """The run store URL of a Redis backend URL: its journal lives there, under the
+    same prefix (the backend's other options are not the store's)."""
+    from ..backends.redis import options_from_url
+
+    clean, options = options_from_url(backend_url)
+    prefix = options.get("prefix")
+    if prefix is None:
+        return clean
+    return f"{clean}{'&' if '?' in clean else '?'}prefix={prefix}"
 
 
 def _redis_backend(url: str) -> Any:
@@ -59,6 +74,30 @@ def _import_all(modules: list[str]) -> None:
             _import_module(name)
 
 
+def _handlers(spec: str | None) -> dict[str, Handler]:
+    """The handlers ``--handlers MODULE:NAME`` names: a mapping name -> Handler, or a
+    function returning one."""
+    if spec is None:
+        return {}
+    try:
+        found = import_path(spec)
+    except ImportPathError as exc:
+        raise ConfigurationError(
+            f"--handlers {spec!r}: {exc}",
+            hint="Name a module-level mapping, e.g. --handlers myapp.workers:HANDLERS.",
+        ) from exc
+    if callable(found) and not isinstance(found, Mapping):
+        found = found()
+    if not isinstance(found, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, Handler) for k, v in found.items()
+    ):
+        raise ConfigurationError(
+            f"--handlers {spec!r} is not a mapping of names to Handler objects",
+            hint='For example HANDLERS = {"box": DockerHandler("myimage:1")}.',
+        )
+    return dict(found)
+
+
 def cmd_worker(args: argparse.Namespace, consoles: Any) -> int:
     """Serve a backend's queues until SIGTERM or SIGINT."""
     _import_all(args.imports)
@@ -66,6 +105,7 @@ def cmd_worker(args: argparse.Namespace, consoles: Any) -> int:
     backend = _redis_backend(args.url)
     worker = Worker(
         backend,
+        handlers=_handlers(args.handlers),
         concurrency=args.concurrency or None,
         worker_id=args.worker_id,
     )
@@ -142,6 +182,14 @@ def _add_worker(subparsers: Any, common: argparse.ArgumentParser) -> None:
         default=30.0,
         metavar="SECONDS",
         help="on shutdown, how long running tasks may take to finish (default 30)",
+    )
+    p.add_argument(
+        "--handlers",
+        default=None,
+        metavar="MODULE:NAME",
+        help="the handlers tasks may name (handler=...): a mapping name -> Handler in "
+        'your code, e.g. HANDLERS = {"box": DockerHandler("myimage:1")}, or a function '
+        "returning one",
     )
     p.add_argument("--worker-id", default=None, metavar="ID", help="default: host-pid-random")
     p.set_defaults(command=cmd_worker)

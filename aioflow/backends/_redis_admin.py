@@ -133,7 +133,9 @@ async def retry(backend: RedisBackend, ids: list[str] | None) -> int:
         if not stream:
             continue
         pipe = client.pipeline(transaction=True)
-        pipe.xadd(stream, {b"r": fields[b"r"], b"c": fields[b"c"], b"d": fields[b"d"]})
+        entry = {b"r": fields[b"r"], b"c": fields[b"c"], b"d": fields[b"d"]}
+        entry[b"p"] = fields.get(b"p", b"")
+        pipe.xadd(stream, entry)
         pipe.incr(backend.keys.queue_of(stream) + b":len")
         pipe.xdel(backend.keys.dlq, entry_id)
         await pipe.execute()
@@ -152,13 +154,14 @@ async def purge(backend: RedisBackend, ids: list[str] | None) -> int:
 
 
 async def cancel_run(backend: RedisBackend, run_id: str, reason: str) -> None:
-    """Cancel a run from anywhere: its coordinator ends it (cancelled, journaled),
-    the workers cancel its running tasks and drop its queued ones."""
+    """Cancel a run from anywhere: its coordinator ends it (cancelled, journaled) and
+    withdraws its queued tasks; the workers cancel its running ones at once."""
     client: Any = backend.client
     keys = backend.keys
     coordinator = await client.get(keys.run(run_id, "coordinator"))
     pipe = client.pipeline(transaction=False)
-    pipe.set(keys.run(run_id, "cancelled"), b"1", px=int(backend.result_ttl * 1000))
+    # Its coordinator ends the run (and withdraws what is queued); the workers cancel
+    # what runs now. A later resume of the run (another coordinator) is not refused.
     if coordinator:
         pipe.publish(coordinator, msgpack.packb(["x", run_id, reason]))
     pipe.publish(keys.control, msgpack.packb(["c", run_id, None, reason]))

@@ -6,7 +6,9 @@ queue, and every key of a run, lives in one slot)::
 
     P:queue:{Q}:p<N>        stream: the entries of queue Q at priority N (consumer
                             group "aioflow"); entry fields r (run id), c (call id),
-                            d (the signed TaskCall), n (deliveries before a hand-back)
+                            d (the signed TaskCall), p (the coordinator's channel,
+                            where its outcome is announced), n (deliveries before a
+                            hand-back)
     P:queue:{Q}:len         int: entries of Q enqueued and not acknowledged yet
     P:queue:{Q}:waiting     flag (expires): a coordinator waits for room in Q
     P:queue:{Q}:room        pub/sub: "there is room in Q" (sent when it waits)
@@ -15,6 +17,8 @@ queue, and every key of a run, lives in one slot)::
     P:run:{R}:res           list: name, signed TaskResult, ... successes in order
                             (``ctx.result`` on workers reads it)
     P:run:{R}:inputs        string: the run's inputs (signed)
+    P:run:{R}:nodes         list: the names of the run's tasks and groups (dynamic
+                            ones appended as they are submitted)
     P:run:{R}:cancelled     flag (expires): the run was cancelled
     P:run:{R}:coordinator   string (expires): the pub/sub channel of the run's
                             coordinator (where ``aioflow cancel`` reaches it)
@@ -93,19 +97,19 @@ def parse_stream_field(value: bytes) -> tuple[str, int]:
     return queue, int(priority)
 
 
-# KEYS: stream, len; ARGV: max length (0: none), then r, c, d per entry.
+# KEYS: stream, len; ARGV: max length (0: none), reply channel, then r, c, d per entry.
 # Adds as many entries as there is room for; returns {added, length after, ids...}.
 ENQUEUE: Final = r"""
 local max = tonumber(ARGV[1])
-local n = (#ARGV - 1) / 3
+local n = (#ARGV - 2) / 3
 local len = tonumber(redis.call('GET', KEYS[2]) or '0')
 local room = n
 if max > 0 then room = math.min(n, math.max(0, max - len)) end
 local out = {room, len + room}
 for i = 0, room - 1 do
-  local b = 2 + i * 3
+  local b = 3 + i * 3
   out[#out + 1] = redis.call('XADD', KEYS[1], '*', 'r', ARGV[b], 'c', ARGV[b + 1],
-                             'd', ARGV[b + 2])
+                             'd', ARGV[b + 2], 'p', ARGV[2])
 end
 if room > 0 then redis.call('INCRBY', KEYS[2], room) end
 return out
@@ -164,15 +168,15 @@ end
 return n
 """
 
-# KEYS: stream; ARGV: group, then id, deliveries, r, c, d per entry. Puts entries back
-# at the end of their stream at once (a worker shutting down hands back its work).
+# KEYS: stream; ARGV: group, then id, deliveries, r, c, d, p per entry. Puts entries
+# back at the end of their stream at once (a worker shutting down hands back its work).
 HANDBACK: Final = r"""
 local n = 0
-for i = 2, #ARGV, 5 do
+for i = 2, #ARGV, 6 do
   if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
     redis.call('XDEL', KEYS[1], ARGV[i])
     redis.call('XADD', KEYS[1], '*', 'r', ARGV[i + 2], 'c', ARGV[i + 3], 'd', ARGV[i + 4],
-               'n', ARGV[i + 1])
+               'p', ARGV[i + 5], 'n', ARGV[i + 1])
     n = n + 1
   end
 end

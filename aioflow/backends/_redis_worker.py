@@ -88,6 +88,7 @@ class Entry:
         "deliveries",
         "entry_id",
         "handback",
+        "nonce",
         "priority",
         "released",
         "reply",
@@ -106,11 +107,12 @@ class Entry:
         if isinstance(fields, list):  # a script's reply: field, value, field, value...
             fields = dict(zip(fields[::2], fields[1::2], strict=False))
         self.released = False
-        self.reply = b""  # the coordinator's channel (from the verified call)
+        self.reply = fields.get(b"p", b"")  # where the coordinator hears of the outcome
         self.stream = stream
         self.entry_id = entry_id
         self.run_id = fields.get(b"r", b"").decode(errors="replace")
         self.call_id = fields.get(b"c", b"")
+        self.nonce = self.call_id.partition(b"-")[0]  # the coordinator that sent it
         self.data = fields.get(b"d", b"")
         self.deliveries = deliveries + int(fields.get(b"n", b"0") or 0)
         self.priority = priority
@@ -154,16 +156,19 @@ class RemoteView:
     """``ctx.result`` and ``ctx.inputs`` on a worker (refreshed before a task that
     takes a context starts)."""
 
-    __slots__ = ("inputs", "offset", "results", "seen_inputs")
+    __slots__ = ("inputs", "names", "names_offset", "offset", "results", "seen_inputs")
 
     def __init__(self, keyring: Keyring) -> None:
         self.results = RemoteResults(keyring)
         self.inputs: Mapping[str, Any] = {}
+        self.names: set[str] = set()
+        self.names_offset = 0
         self.offset = 0
         self.seen_inputs = False
 
     def has_node(self, name: str) -> bool:
-        return True  # the graph is the coordinator's: a missing name has no result yet
+        # The coordinator lists the run's tasks (dynamic ones as they are submitted).
+        return name in self.names or name in self.results
 
 
 class Serving:
@@ -193,7 +198,9 @@ class Serving:
         self.starts: dict[tuple[str, bytes], list[bytes]] = {}  # calls started (notify)
         self.flush_ready = anyio.Event()
         self.slot_free = anyio.Event()
-        self.cancelled_runs: OrderedDict[str, None] = OrderedDict()
+        # (run id, coordinator nonce) of runs whose coordinator ended them: their
+        # entries are dropped (a resumed run has another nonce: it is not).
+        self.cancelled_runs: OrderedDict[tuple[str, bytes], None] = OrderedDict()
         self.cancelled_calls: set[bytes] = set()  # cancelled before they started here
         self.resources: OrderedDict[str, tuple[RunResources, RemoteView]] = OrderedDict()
         self.read_scope: anyio.CancelScope | None = None
@@ -350,7 +357,7 @@ class Serving:
             return
         self.taken[key] = entry
         self.active += 1
-        if entry.run_id in self.cancelled_runs:
+        if (entry.run_id, entry.nonce) in self.cancelled_runs:
             self.pool.submit(entry, 1 << 30)  # dropped at once, see _execute
         else:
             self.pool.submit(entry, entry.priority)
@@ -391,7 +398,10 @@ class Serving:
             self._release(entry)
 
     async def _execute_entry(self, entry: Entry) -> None:
-        if entry.run_id in self.cancelled_runs or entry.call_id in self.cancelled_calls:
+        if (
+            entry.run_id,
+            entry.nonce,
+        ) in self.cancelled_runs or entry.call_id in self.cancelled_calls:
             self.cancelled_calls.discard(entry.call_id)
             await self._drop(entry)
             return
@@ -405,7 +415,6 @@ class Serving:
         resources, view = self._resources(entry.run_id)
 
         async def before(call: TaskCall) -> None:
-            entry.reply = _reply_of(call)
             rate = call.options.get("rate_limit")
             if rate is not None:
                 await self._rate_limit(call.task_name, rate)
@@ -435,17 +444,20 @@ class Serving:
     async def _refresh(self, run_id: str, view: RemoteView) -> None:
         pipe = self.client.pipeline(transaction=False)
         pipe.lrange(self.keys.run(run_id, "res"), view.offset, -1)
+        pipe.lrange(self.keys.run(run_id, "nodes"), view.names_offset, -1)
         if not view.seen_inputs:
             pipe.get(self.keys.run(run_id, "inputs"))
         replies = await pipe.execute()
         pairs = replies[0]
         view.offset += len(pairs)
         view.results.update(pairs)
+        view.names_offset += len(replies[1])
+        view.names.update(name.decode() for name in replies[1])
         if not view.seen_inputs:
             view.seen_inputs = True
-            if replies[1] is not None:
+            if replies[2] is not None:
                 view.inputs = decode_value(
-                    replies[1], self.keyring, allow_pickle=True, kind=PayloadKind.CHANNEL
+                    replies[2], self.keyring, allow_pickle=True, kind=PayloadKind.CHANNEL
                 )
 
     async def _rate_limit(self, task_name: str, rate: str) -> None:
@@ -470,8 +482,7 @@ class Serving:
 
             call = decode_call(entry.data, self.keyring, allow_pickled_code=False)
             task_name, attempt = call.task_name, call.attempt
-            entry.reply = _reply_of(call)
-        if not entry.reply:  # the call did not verify: ask where its coordinator listens
+        if not entry.reply:  # an entry without it: ask where its coordinator listens
             with contextlib.suppress(RedisError, OSError):
                 entry.reply = (
                     await self.client.get(self.keys.run(entry.run_id, "coordinator")) or b""
@@ -514,7 +525,8 @@ class Serving:
         )
         fields = [
             b"stream", entry.stream, b"id", entry.entry_id, b"r", entry.run_id.encode(),
-            b"c", entry.call_id, b"d", entry.data, b"n", str(entry.deliveries).encode(),
+            b"c", entry.call_id, b"d", entry.data, b"p", entry.reply,
+            b"n", str(entry.deliveries).encode(),
             b"error", why.encode(), b"worker", self.consumer, b"at", str(time.time()).encode(),
         ]  # fmt: skip
         length_key = self.keys.queue_of(entry.stream) + b":len"
@@ -606,7 +618,14 @@ class Serving:
         by_stream: dict[bytes, list[Any]] = {}
         for entry in entries:
             by_stream.setdefault(entry.stream, []).extend(
-                [entry.entry_id, entry.deliveries, entry.run_id, entry.call_id, entry.data]
+                [
+                    entry.entry_id,
+                    entry.deliveries - 1,  # handed back, not lost: this one does not count
+                    entry.run_id,
+                    entry.call_id,
+                    entry.data,
+                    entry.reply,
+                ]
             )
         for stream, args in by_stream.items():
             self.scripts.queue(pipe, "handback", [stream], [GROUP, *args])
@@ -731,7 +750,8 @@ class Serving:
                 self.log.warning("malformed control message ignored")
                 continue
             if kind == b"c":
-                self._cancel(body[1].decode(errors="replace"), body[2], body[3])
+                nonce = body[4] if len(body) > 4 else None
+                self._cancel(body[1].decode(errors="replace"), body[2], body[3], nonce)
             elif kind == b"s":
                 await self._new_stream(body[1])
 
@@ -745,7 +765,7 @@ class Serving:
             if runs:
                 pipe = self.client.pipeline(transaction=False)
                 for run_id in runs:
-                    pipe.exists(self.keys.run(run_id, "cancelled"))
+                    pipe.get(self.keys.run(run_id, "cancelled"))
                 flags = await pipe.execute()
         except (RedisError, OSError):
             self._missed = True
@@ -755,29 +775,37 @@ class Serving:
             changed |= self._add_stream(key, value)
         if changed and self.read_scope is not None:
             self.read_scope.cancel()
-        for run_id, flag in zip(runs, flags, strict=True):
-            if flag:
-                self._cancel(run_id, None, b"the run was cancelled")
+        for run_id, nonce in zip(runs, flags, strict=True):
+            if nonce:  # the coordinator (that nonce) ended the run meanwhile
+                self._cancel(run_id, None, b"the run was cancelled", nonce)
 
     async def _new_stream(self, key: bytes) -> None:
         value = await self.client.hget(self.keys.queues, key)
         if value is not None and self._add_stream(key, value) and self.read_scope is not None:
             self.read_scope.cancel()  # the blocking read starts over with it
 
-    def _cancel(self, run_id: str, call_ids: list[bytes] | None, reason: bytes | None) -> None:
+    def _cancel(
+        self,
+        run_id: str,
+        call_ids: list[bytes] | None,
+        reason: bytes | None,
+        nonce: bytes | None = None,
+    ) -> None:
+        """Cancel calls of a run: those named, or all of one coordinator (``nonce``:
+        its queued entries are dropped too), or (neither) those running now."""
         text = reason.decode(errors="replace") if reason else "cancelled"
         wanted: set[str] | None = None
-        if call_ids is None:
-            self.cancelled_runs[run_id] = None
+        if call_ids is None and nonce is not None:
+            self.cancelled_runs[(run_id, nonce)] = None
             if len(self.cancelled_runs) > 10_000:
                 self.cancelled_runs.popitem(last=False)
-        else:
+        elif call_ids is not None:
             wanted = {c.decode(errors="replace") for c in call_ids}
-        # TaskCall ids are "<nonce>-<n>" for the run's entries; running ones are found
-        # through the entries this worker holds.
+        # Call ids are "<nonce>-<n>"; running ones are found through the entries this
+        # worker holds.
         count = 0
         for entry in list(self.taken.values()):
-            if entry.run_id != run_id:
+            if entry.run_id != run_id or (nonce is not None and entry.nonce != nonce):
                 continue
             call_id = entry.call_id.decode(errors="replace")
             if wanted is not None and call_id not in wanted:
@@ -788,11 +816,6 @@ class Serving:
                 self.cancelled_calls.add(entry.call_id)  # not started yet: dropped
         if count:
             self.log.info("tasks cancelled", run_id=run_id, count=count, reason=text)
-
-
-def _reply_of(call: TaskCall) -> bytes:
-    reply = call.options.get("reply")
-    return reply.encode() if isinstance(reply, str) else b""
 
 
 # Stand-in results: only their status is read when storing (succeeded or not).

@@ -109,6 +109,7 @@ _URL_OPTIONS = {
     "connect_timeout": float,
     "timeout": float,
     "retries": int,
+    "max_connections": int,
 }
 
 
@@ -124,8 +125,14 @@ def options_from_url(url: str) -> tuple[str, dict[str, Any]]:
     for name, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
         kind = _URL_OPTIONS.get(name)
         if kind is None:
-            rest.append((name, value))  # redis-py's own (ssl_cert_reqs=...)
-            continue
+            if name.startswith("ssl_"):
+                rest.append((name, value))  # redis-py's own TLS options (rediss://)
+                continue
+            raise ConfigurationError(
+                f"unknown Redis backend URL option {name!r}",
+                hint=f"The options are {', '.join(sorted(_URL_OPTIONS))} (and ssl_* for "
+                "rediss://); see docs/distributed.md.",
+            )
         try:
             options[name] = kind(value)
         except ValueError:
@@ -162,6 +169,7 @@ class RedisBackend(Backend):
         connect_timeout, timeout: seconds to connect, and to wait for a reply.
         retries: retries of a command after a connection error (exponential backoff
             with jitter).
+        max_connections: connections of the pool (a command waits for a free one).
 
     Raises:
         ConfigurationError: a bad option.
@@ -185,6 +193,7 @@ class RedisBackend(Backend):
         connect_timeout: float = 5.0,
         timeout: float = 10.0,
         retries: int = 5,
+        max_connections: int = 64,
     ) -> None:
         if (
             not isinstance(prefix, str)
@@ -209,6 +218,7 @@ class RedisBackend(Backend):
         self.connect_timeout = float(_positive(connect_timeout, "connect_timeout"))
         self.timeout = float(_positive(timeout, "timeout"))
         self.retries = _int_at_least(retries, "retries", 0)
+        self.max_connections = _int_at_least(max_connections, "max_connections", 4)
         self._keyring = keyring
         self._password: str | None = None
         self._owned = True
@@ -229,8 +239,12 @@ class RedisBackend(Backend):
                 password = urllib.parse.urlsplit(url_or_client).password
                 self._password = urllib.parse.unquote(password) if password else None
             try:
-                self.client: aioredis.Redis = aioredis.from_url(
+                # A blocking pool: past max_connections a command waits for a free
+                # connection instead of failing (many tasks writing the channel).
+                pool = aioredis.BlockingConnectionPool.from_url(
                     url_or_client,
+                    max_connections=self.max_connections,
+                    timeout=max(30.0, self.timeout),
                     decode_responses=False,
                     socket_connect_timeout=self.connect_timeout,
                     socket_timeout=self.timeout,
@@ -238,8 +252,8 @@ class RedisBackend(Backend):
                     retry=Retry(ExponentialWithJitterBackoff(base=0.02, cap=2.0), self.retries),
                     retry_on_error=[RedisConnectionError, RedisTimeoutError],
                     health_check_interval=30,
-                    max_connections=64,
                 )
+                self.client: aioredis.Redis = aioredis.Redis(connection_pool=pool)
             except (ValueError, RedisError) as exc:
                 raise ConfigurationError(
                     f"bad Redis URL {self._where!r}: {exc}",
@@ -324,6 +338,7 @@ class RedisBackend(Backend):
         if self._opened == 0 and self._owned:
             with contextlib.suppress(RedisError, OSError):
                 await self.client.aclose()
+                await self.client.connection_pool.disconnect()
 
     async def __aenter__(self) -> RedisBackend:
         # ``async with backend:`` also holds the task that reads the runs' outcomes
@@ -474,8 +489,10 @@ class RedisSession(Session):
         self._run = run_id.encode()
         self._out = self._keys.run(run_id, "out")
         self._res = self._keys.run(run_id, "res")
-        self._reply = router.channel.decode()
+        self._reply = router.channel
         self._first: Any = None  # commands sent with the first submission
+        self._names: set[str] = set()  # node names workers know of (P:run:{R}:nodes)
+        self._new_names: list[str] = []  # dynamic tasks: to add there
         self._cancelled_key = self._keys.run(run_id, "cancelled")
         self._nonce = secrets.token_hex(4)  # call ids differ between coordinators of a run
         self._notify = link.on_started is not None
@@ -509,6 +526,14 @@ class RedisSession(Session):
                 dict(view.inputs), self._keyring, allow_pickle=True, kind=PayloadKind.CHANNEL
             )
             pipe.set(self._keys.run(self.link.run_id, "inputs"), data, px=ttl)
+        node_names = getattr(view, "node_names", None)
+        if node_names is not None:  # ctx.result tells unknown names from unfinished ones
+            names = node_names()
+            self._names.update(names)
+            nodes = self._keys.run(self.link.run_id, "nodes")
+            for start in range(0, len(names), 10_000):
+                pipe.rpush(nodes, *names[start : start + 10_000])
+            pipe.pexpire(nodes, ttl)
         results = dict(view.results)
         if results:  # a resumed run: what finished before is readable on workers
             args: list[bytes] = []
@@ -540,9 +565,7 @@ class RedisSession(Session):
     def _submit(self, executions: Sequence[Execution]) -> None:
         encoder = self._encoder
         run_id = self.link.run_id
-        extra: dict[str, Any] = {"reply": self._reply}
-        if self._notify:
-            extra["notify"] = True
+        extra = {"notify": True} if self._notify else None
         keys = self._keys
         for execution in executions:
             if self._halted:
@@ -558,6 +581,9 @@ class RedisSession(Session):
                 continue
             options = execution.task.options
             stream = keys.stream(options.queue, options.priority)
+            if execution.name not in self._names:  # a dynamic task
+                self._names.add(execution.name)
+                self._new_names.append(execution.name)
             execution.handle = payload
             self._outbox.append((stream, call_id.encode(), execution))
         if self._outbox or self._done:
@@ -573,7 +599,7 @@ class RedisSession(Session):
                 return True
         call_id = f"{self._nonce}-{execution.call_id}"
         self._controls.append(
-            msgpack.packb(["c", self.link.run_id, [call_id], execution.cancel_reason])
+            msgpack.packb(["c", self.link.run_id, [call_id], execution.cancel_reason, self._nonce])
         )
         self._outbox_ready.set()
         return True
@@ -637,6 +663,9 @@ class RedisSession(Session):
         while by_stream:
             full: dict[bytes, list[tuple[bytes, Execution]]] = {}
             pipe, self._first = self._first or self.client.pipeline(transaction=False), None
+            if self._new_names:
+                names, self._new_names = self._new_names, []
+                pipe.rpush(self._keys.run(self.link.run_id, "nodes"), *names)
             head = len(pipe)
             sent: list[tuple[bytes, list[tuple[bytes, Execution]]]] = []
             limit = self.backend.max_queue_length or 0
@@ -644,7 +673,7 @@ class RedisSession(Session):
                 length_key = self._keys.queue_of(stream) + b":len"
                 for start in range(0, len(items), _ENQUEUE_CHUNK):
                     chunk = items[start : start + _ENQUEUE_CHUNK]
-                    args: list[Any] = [limit]
+                    args: list[Any] = [limit, self._reply]
                     for call_id, execution in chunk:
                         args += [self._run, call_id, execution.handle]
                         self._waiting[call_id] = execution
@@ -848,9 +877,10 @@ class RedisSession(Session):
             self._waiting.clear()
 
     async def _withdraw(self) -> None:
-        message = msgpack.packb(["c", self.link.run_id, None, "the run ended"])
+        message = msgpack.packb(["c", self.link.run_id, None, "the run ended", self._nonce])
         pipe = self.client.pipeline(transaction=False)
-        pipe.set(self._cancelled_key, b"1", px=int(self.backend.result_ttl * 1000))
+        # Workers that missed the message (reconnecting) find it here.
+        pipe.set(self._cancelled_key, self._nonce, px=int(self.backend.result_ttl * 1000))
         pipe.publish(self._keys.control, message)
         by_stream: dict[bytes, list[bytes]] = defaultdict(list)
         for execution in self._waiting.values():

@@ -76,6 +76,8 @@ GATE = _Gate()
 def reset() -> None:
     RUNNING.clear()
     GATE.clear()
+    for p in STATE.glob("napping-*"):
+        p.unlink(missing_ok=True)
 
 
 @task
@@ -240,3 +242,69 @@ def mixed() -> aioflow.Workflow:
         wf.add(one, reads_result)
         one >> reads_result
     return wf
+
+
+@task
+async def nap(ctx: TaskContext, seconds: float = 0.6) -> str:
+    """A slow task with no side effect but a marker naming the process it runs in."""
+    (STATE / f"napping-{ctx.task_name}-{os.getpid()}").touch()
+    await anyio.sleep(seconds)
+    return "rested"
+
+
+def napping_pids() -> set[int]:
+    return {int(p.name.rsplit("-", 1)[1]) for p in STATE.glob("napping-*")}
+
+
+def mixed_with_naps() -> aioflow.Workflow:
+    """:func:`mixed` with a fan-out of slow naps before the channel increments: a
+    worker can be killed while it naps (a nap run twice changes no result)."""
+    with aioflow.workflow("mixed-naps") as wf:
+        start = one.bind(name="start")
+        retried = flaky.bind(name="retried", failures=1).with_options(
+            retries=aioflow.RetryPolicy(retries=2, backoff=0)
+        )
+        loop = counter.bind(name="loop")
+        naps = aioflow.parallel(*(nap.bind(name=f"nap{i}") for i in range(8)), name="naps")
+        bumps = aioflow.parallel(
+            bump.bind(name="b1"), bump.bind(name="b2"), bump.bind(name="b3"), name="bumps"
+        )
+        start >> retried >> loop >> naps >> bumps >> read_channel >> spawn
+        wf.add(one, reads_result)
+        one >> reads_result
+    return wf
+
+
+def assert_same_results(result: aioflow.RunResult, expected: Any) -> None:
+    """The results of :func:`mixed` (or :func:`mixed_with_naps`) match, but for how
+    the three bumps interleaved their increments (which differs across processes):
+    each ends with a distinct count, the last one with all 60."""
+    bumps = result["bumps"]
+    assert max(bumps.values()) == 60 and len(set(bumps.values())) == 3
+    assert sorted(result["read_channel"]["names"]) == ["b1", "b2", "b3"]
+    assert result["read_channel"]["count"] == 60
+    interleaved = {"b1", "b2", "b3", "bumps", "read_channel"}
+    assert {k: v for k, v in result.results.items() if k not in interleaved} == {
+        k: v for k, v in expected.items() if k not in interleaved
+    }
+
+
+@task
+async def probes(ctx: TaskContext) -> dict[str, Any]:
+    """What ctx.result says of a name the run lacks, and of a task not finished yet."""
+    try:
+        ctx.result("no_such_task")
+        unknown = "no error"
+    except aioflow.UnknownTaskError:
+        unknown = "UnknownTaskError"
+    return {"unknown": unknown, "later": ctx.result("later", "not yet"), "inputs": dict(ctx.inputs)}
+
+
+@task
+async def later(probes: dict[str, Any]) -> str:
+    return "done"
+
+
+@task(handler="nowhere")
+async def needs_a_handler() -> str:
+    return "ran"

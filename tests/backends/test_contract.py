@@ -178,6 +178,17 @@ async def test_ctx_result_and_context_fields(backend: str) -> None:
     assert result["picks_context"] == "r1:picks_context:1:1"
 
 
+async def test_ctx_result_knows_unknown_names_and_unfinished_tasks(backend: str) -> None:
+    with workflow("w") as wf:
+        flows.probes >> flows.later
+    result = await aioflow.run(wf, backend=backend, inputs={"mode": "x"}, strict_inputs=False)
+    assert result["probes"] == {
+        "unknown": "UnknownTaskError",
+        "later": "not yet",
+        "inputs": {"mode": "x"},
+    }
+
+
 async def test_events_of_a_run(backend: str) -> None:
     with workflow("w") as wf:
         flows.one >> flows.add.bind(value=1)
@@ -249,15 +260,7 @@ async def test_a_task_error_keeps_its_type_and_traceback(backend: str) -> None:
 async def test_the_mixed_workflow_gives_the_same_results(backend: str) -> None:
     result = await aioflow.run(flows.mixed(), backend=backend)
     expected = (await aioflow.run(flows.mixed())).results
-    # The three bumps interleave their increments differently across processes:
-    # each ends with a distinct count, the last one with all 60.
-    bumps = result["bumps"]
-    assert max(bumps.values()) == 60 and len(set(bumps.values())) == 3
-    assert sorted(result["read_channel"]["names"]) == ["b1", "b2", "b3"]
-    interleaved = {"b1", "b2", "b3", "bumps", "read_channel"}
-    assert {k: v for k, v in result.results.items() if k not in interleaved} == {
-        k: v for k, v in expected.items() if k not in interleaved
-    }
+    flows.assert_same_results(result, expected)
     assert result["read_channel"]["count"] == 60
     assert result["reads_result"] == 1
     assert result["child"] == "child of spawned"
@@ -320,3 +323,14 @@ async def test_a_backend_instance_is_accepted() -> None:
         flows.one.bind(name="value") >> flows.add
     backend = MemoryBackend(serialize=True)
     assert (await aioflow.run(wf, backend=backend))["add"] == 2
+
+
+async def test_a_task_naming_a_handler_nobody_has_fails_naming_it(backend: str) -> None:
+    with workflow("w") as wf:
+        wf.add(flows.needs_a_handler)
+    error: type[BaseException] = (
+        aioflow.WorkflowDefinitionError if backend.startswith("memory") else WorkflowFailedError
+    )
+    with pytest.raises(error) as info:  # in-process: before the run; remote: on the worker
+        await aioflow.run(wf, backend=backend)
+    assert "nowhere" in str(info.value)

@@ -134,3 +134,11 @@ def stop_here(ctx: TaskContext) -> str:
 @task
 def never() -> str:
     return "ran"
+
+
+def handlers() -> dict[str, object]:
+    """The handlers of a Redis worker that runs these tasks (``aioflow worker ...
+    --handlers box_tasks:handlers``): the box is the test image."""
+    from aioflow.handlers import DockerHandler
+
+    return {"box": DockerHandler(os.environ["AIOFLOW_TEST_IMAGE"])}
