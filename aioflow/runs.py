@@ -233,6 +233,13 @@ def _prepare(
     run_id = run_id or uuid.uuid4().hex
     if channel is None and keyring is not None:
         channel = chosen.run_channel(run_id, keyring)
+    elif channel is not None and chosen.remote and not channel.durable:
+        raise ConfigurationError(
+            f"channel= is a {type(channel).__name__}, which the workers of the "
+            f"{chosen.describe()} backend cannot reach",
+            hint="Leave channel= out: a distributed run gets a channel in its backend "
+            "(a RedisChannel on Redis).",
+        )
     all_handlers: dict[str, Handler] = {
         "inline": InlineHandler(max_threads=options.get("max_threads", 40))
     }

@@ -311,9 +311,9 @@ def task(
         queue: queue name for distributed backends.
         priority: higher values are started first when slots are scarce.
         description: shown in graph exports and the CLI.
-        rate_limit: ``"N/s"``, ``"N/m"`` or ``"N/h"``: at most N starts of this task per
-            second, minute or hour, across all workers (enforced by the workers of
-            distributed backends and of ``memory://?serialize=true``).
+        rate_limit: ``"N/s"``, ``"N/m"`` or ``"N/h"``: at most N starts of this task
+            (by name) per second, minute or hour, across all the workers of a
+            distributed backend (Redis); in-process backends do not limit it.
 
     Raises:
         WorkflowDefinitionError: for invalid options.

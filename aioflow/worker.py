@@ -160,6 +160,10 @@ class Worker:
             raise ConfigurationError(f"queues must be a list of queue names, got {queues!r}")
         if type(grace) not in (int, float) or grace < 0:
             raise ConfigurationError(f"grace must be a number of seconds >= 0, got {grace!r}")
+        if self.backend.remote:  # before connecting: a local key cannot be shared
+            if self._keyring is None:
+                self._keyring = getattr(self.backend, "_keyring", None)
+            self.keyring.require_production(backend=self.backend.describe())
         self._stop = anyio.Event()
         if self._stop_requested:
             self._stop.set()

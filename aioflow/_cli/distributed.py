@@ -137,7 +137,13 @@ def cmd_worker(args: argparse.Namespace, consoles: Any) -> int:
             await worker.run(queues=queues, grace=args.grace)
             tg.cancel_scope.cancel()
 
-    anyio.run(main)
+    try:
+        anyio.run(main)
+    except BaseExceptionGroup as group:  # the task group's: report the error itself
+        leaf: BaseException = group
+        while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+            leaf = leaf.exceptions[0]
+        raise leaf from leaf.__cause__
     consoles.err.print(f"aioflow worker {worker.worker_id}: stopped", highlight=False)
     return 0
 

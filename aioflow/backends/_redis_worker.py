@@ -30,6 +30,7 @@ taken but not started, handed back to its stream at once (``HANDBACK``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 import time
@@ -430,6 +431,11 @@ class Serving:
             await self._dead_letter(entry, f"{type(exc).__name__}: {exc}")
             return
         self._release(entry)
+        if result.call_id != entry.call_id.decode(errors="replace"):
+            # A call whose arguments could not be loaded here fails without its id
+            # having been read: the outcome names the entry's call.
+            result = dataclasses.replace(result, call_id=entry.call_id.decode(errors="replace"))
+            data = encode_result(result, self.keyring)
         if entry.handback and result.status == "cancelled":
             self.handbacks.append(entry)
         else:

@@ -18,6 +18,7 @@ by URL: importing :mod:`aioflow` never imports redis.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import math
 import secrets
 import urllib.parse
@@ -40,7 +41,14 @@ from ..errors import (
     SerializationError,
 )
 from ..observability.logging import get_logger
-from ..serialization import Keyring, PayloadKind, TaskResult, encode_result, encode_value
+from ..serialization import (
+    Keyring,
+    PayloadKind,
+    TaskResult,
+    decode_result,
+    encode_result,
+    encode_value,
+)
 from . import _redis_admin as _admin
 from ._calls import CallEncoder, apply_result, refused
 from ._redis_admin import DeadLetter, WorkerInfo
@@ -502,6 +510,9 @@ class RedisSession(Session):
         self._waiting: dict[bytes, Execution] = {}  # call id -> sent, not back yet
         self._done: list[Execution] = []
         self._halted = False
+        self._limit = link.max_concurrency
+        self._parked: list[tuple[int, int, tuple[bytes, bytes, Execution]]] = []
+        self._seq = 0
         self._closing = False
         self._writer_done = anyio.Event()
 
@@ -585,9 +596,29 @@ class RedisSession(Session):
                 self._names.add(execution.name)
                 self._new_names.append(execution.name)
             execution.handle = payload
-            self._outbox.append((stream, call_id.encode(), execution))
+            item = (stream, call_id.encode(), execution)
+            if self._limit is not None and self._out_count() >= self._limit:
+                # Over max_concurrency: held here, highest priority first, until
+                # others come back.
+                self._seq += 1
+                heapq.heappush(self._parked, (-options.priority, self._seq, item))
+            else:
+                self._outbox.append(item)
         if self._outbox or self._done:
             self._outbox_ready.set()
+
+    def _out_count(self) -> int:
+        return len(self._waiting) + len(self._outbox)
+
+    def _unpark(self) -> None:
+        parked = self._parked
+        if not parked or self._halted:
+            return
+        room = (self._limit or 0) - self._out_count()
+        while parked and room > 0:
+            self._outbox.append(heapq.heappop(parked)[2])
+            room -= 1
+        self._outbox_ready.set()
 
     def _cancel(self, execution: Execution) -> bool:
         for i, (_, _, queued) in enumerate(self._outbox):
@@ -596,6 +627,15 @@ class RedisSession(Session):
                 execution.end_unrun(Status.NOT_STARTED)
                 self._done.append(execution)
                 self._outbox_ready.set()
+                return True
+        for i, (_, _, item) in enumerate(self._parked):
+            if item[2] is execution:
+                self._parked[i] = self._parked[-1]
+                self._parked.pop()
+                heapq.heapify(self._parked)
+                execution.end_unrun(Status.NOT_STARTED)
+                self._done.append(execution)
+                self._inbox.wake()
                 return True
         call_id = f"{self._nonce}-{execution.call_id}"
         self._controls.append(
@@ -607,11 +647,15 @@ class RedisSession(Session):
     def _halt(self) -> list[Execution]:
         self._halted = True
         dropped = [execution for _, _, execution in self._outbox]
+        dropped += [item[2] for _, _, item in self._parked]
         self._outbox.clear()
+        self._parked.clear()
         return dropped
 
     def statistics(self) -> SessionStatistics:
-        return SessionStatistics(queued=len(self._outbox), running=len(self._waiting))
+        return SessionStatistics(
+            queued=len(self._outbox) + len(self._parked), running=len(self._waiting)
+        )
 
     async def stop_writing(self) -> None:
         """Return once the writer sent what it holds and stopped."""
@@ -638,6 +682,8 @@ class RedisSession(Session):
                     await self._publish_controls(controls)
                 if self._outbox:
                     batch, self._outbox = self._outbox, []
+                    for _, call_id, execution in batch:
+                        self._waiting[call_id] = execution  # out from now on
                     await self._send(batch)
             except (RedisError, OSError) as exc:
                 # Retried by redis-py already: the run cannot go on.
@@ -671,12 +717,13 @@ class RedisSession(Session):
             limit = self.backend.max_queue_length or 0
             for stream, items in by_stream.items():
                 length_key = self._keys.queue_of(stream) + b":len"
+                for call_id, execution in items:
+                    self._waiting[call_id] = execution  # again, after waiting for room
                 for start in range(0, len(items), _ENQUEUE_CHUNK):
                     chunk = items[start : start + _ENQUEUE_CHUNK]
                     args: list[Any] = [limit, self._reply]
                     for call_id, execution in chunk:
                         args += [self._run, call_id, execution.handle]
-                        self._waiting[call_id] = execution
                     self.backend.scripts.queue(pipe, "enqueue", [stream, length_key], args)
                     sent.append((stream, chunk))
             replies = (await self.backend.scripts.execute(self.client, pipe))[head:]
@@ -792,14 +839,23 @@ class RedisSession(Session):
     def _outcomes(self, call_ids: list[bytes], results: list[bytes]) -> None:
         waiting = self._waiting
         on_started = self.link.on_started
+        run_id = self.link.run_id
         for call_id, data in zip(call_ids, results, strict=False):
-            execution = waiting.pop(call_id, None)
+            execution = waiting.get(call_id)
             if execution is None:
                 continue  # not ours any more (a duplicate, or one we gave up on)
             try:
-                apply_result(execution, data, self._keyring)
-            except AioflowError as exc:
-                self._log.error("an outcome failed verification", error=str(exc))
+                result = decode_result(data, self._keyring)
+            except AioflowError as exc:  # forged or damaged: the call is still out
+                self._log.error("an outcome failed verification: ignored", error=str(exc))
+                continue
+            if result.call_id != call_id.decode(errors="replace") or result.run_id != run_id:
+                self._log.error("an outcome of another call was announced: ignored")
+                continue
+            del waiting[call_id]
+            try:
+                apply_result(execution, result, self._keyring)
+            except AioflowError as exc:  # a malformed control request in it
                 execution.end_unrun(Status.FAILED, exc)
             else:
                 if execution.status is not Status.NOT_STARTED and not execution.started:
@@ -807,6 +863,8 @@ class RedisSession(Session):
                     if on_started is not None:
                         on_started(execution)
             self._done.append(execution)
+        if self._parked:
+            self._unpark()
 
     async def _reconcile(self) -> None:
         """Read the stored outcomes of everything still out (after a lost message)."""
@@ -854,7 +912,11 @@ class RedisSession(Session):
         for _, _, execution in self._outbox:
             execution.end_unrun(Status.NOT_STARTED)
             self._done.append(execution)
+        for _, _, item in self._parked:
+            item[2].end_unrun(Status.NOT_STARTED)
+            self._done.append(item[2])
         self._outbox.clear()
+        self._parked.clear()
         if not self._waiting:
             return
         try:

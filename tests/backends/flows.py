@@ -308,3 +308,12 @@ async def later(probes: dict[str, Any]) -> str:
 @task(handler="nowhere")
 async def needs_a_handler() -> str:
     return "ran"
+
+
+@task
+async def counts_peak(ctx: TaskContext) -> int:
+    """How many of its kind run at once (the channel counts, in every process)."""
+    now = await ctx.channel.incr("running")
+    await anyio.sleep(0.02)
+    peak = await ctx.channel.incr("running", -1) + 1
+    return max(now, peak)

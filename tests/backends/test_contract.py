@@ -334,3 +334,12 @@ async def test_a_task_naming_a_handler_nobody_has_fails_naming_it(backend: str) 
     with pytest.raises(error) as info:  # in-process: before the run; remote: on the worker
         await aioflow.run(wf, backend=backend)
     assert "nowhere" in str(info.value)
+
+
+async def test_max_concurrency_bounds_what_runs_at_once(backend: str) -> None:
+    with workflow("w") as wf:
+        parallel(*(flows.counts_peak.bind(name=f"p{i}") for i in range(12)), name="all")
+    result = await aioflow.run(wf, backend=backend, max_concurrency=3)
+    assert len(result["all"]) == 12
+    peaks = [peak for peak in result["all"].values()]
+    assert max(peaks) <= 3
