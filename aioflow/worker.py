@@ -238,8 +238,13 @@ class Worker:
         *,
         started: Callable[[TaskCall], None] | None = None,
         before: Callable[[TaskCall], Awaitable[None]] | None = None,
+        bounded: bool = True,
     ) -> tuple[TaskResult, bytes]:
-        """:meth:`execute`, returning the result too (not only its signed bytes)."""
+        """:meth:`execute`, returning the result too (not only its signed bytes).
+
+        ``bounded=False``: the caller bounds concurrency itself (a backend serving
+        this worker with ``concurrency`` slots), the worker's limiter is skipped.
+        """
         keyring = self.keyring
         try:
             call = decode_call(payload, keyring, allow_pickled_code=self._allow_code)
@@ -247,7 +252,7 @@ class Worker:
             if exc.run_id is None or exc.task_name is None:
                 raise
             return self._failure(exc.run_id, exc.task_name, exc.attempt or 1, exc, keyring)
-        if self._limiter is None:
+        if self._limiter is None or not bounded:
             return await self._run(call, resources, started, before, keyring)
         async with self._limiter:
             return await self._run(call, resources, started, before, keyring)
@@ -417,8 +422,37 @@ def _options_of(call: TaskCall) -> TaskOptions:
     )
 
 
+_TASKS: dict[tuple[Any, ...], Task[..., Any]] = {}  # by reference and options
+
+
 def _task_of(call: TaskCall) -> Task[..., Any]:
-    """The task a call names (its code resolved on this side)."""
+    """The task a call names (its code resolved on this side; cached for code named
+    by import path, which resolves to the same function every time)."""
+    ref = call.ref
+    key: tuple[Any, ...] | None = None
+    if not ref.pickled:
+        o = call.options
+        key = (  # not the task's name: executions carry their own (see _run)
+            ref.path,
+            o.get("timeout"),
+            o.get("max_cycles", 100),
+            o.get("handler", "inline"),
+            o.get("queue", "default"),
+            o.get("priority", 0),
+            o.get("rate_limit"),
+        )
+        found = _TASKS.get(key)
+        if found is not None:
+            return found
+    task = _resolve_task(call)
+    if key is not None:
+        if len(_TASKS) > 10_000:
+            _TASKS.clear()
+        _TASKS[key] = task
+    return task
+
+
+def _resolve_task(call: TaskCall) -> Task[..., Any]:
     code = call.ref.resolve()
     fn = code.fn if isinstance(code, Task) else code
     if not callable(fn):
@@ -426,7 +460,8 @@ def _task_of(call: TaskCall) -> Task[..., Any]:
             f"task reference {call.ref.path!r} does not name a function",
             hint="Refer to a @task or a module-level function.",
         )
-    return Task(fn, name=call.task_name, options=_options_of(call))
+    name = fn.__name__ if isinstance(getattr(fn, "__name__", None), str) else call.task_name
+    return Task(fn, name=name, options=_options_of(call))
 
 
 def _failed(call: TaskCall, exc: BaseException, worker_id: str) -> TaskResult:
