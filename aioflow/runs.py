@@ -15,7 +15,7 @@ from urllib.parse import quote
 import anyio
 
 from ._util import NoPublicConstructor
-from .backends import Backend, MemoryBackend, open_backend
+from .backends import Backend, MemoryBackend, journal_url, open_backend
 from .backends.base import DEFAULT_MAX_CONCURRENCY
 from .channels import Channel, MemoryChannel
 from .engine import Scheduler
@@ -349,7 +349,9 @@ async def resume(
             )
         store, owns_store = found, True
     else:
-        store, owns_store = journal_store(source)
+        store, owns_store = journal_store(
+            journal_url(source) if isinstance(source, str) and _is_redis_url(source) else source
+        )
     async with AsyncExitStack() as stack:
         if owns_store:
             await stack.enter_async_context(store)

@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any
 import anyio
 from rich.table import Table
 
-from ..backends import open_backend
+from ..backends import journal_url, open_backend
 from ..errors import ConfigurationError
 from ..handlers import Handler
 from ..serialization.refs import ImportPathError, import_path
@@ -38,18 +39,6 @@ BACKEND_HELP = "the distributed backend: redis://[user:password@]host:6379/0 (or
 
 def is_redis_url(text: str) -> bool:
     return text.partition("://")[0].strip().lower() in ("redis", "rediss")
-
-
-def journal_url(backend_url: str) -> str:
-    """The run store URL of a Redis backend URL: its journal lives there, under the
-    same prefix (the backend's other options are not the store's)."""
-    from ..backends.redis import options_from_url
-
-    clean, options = options_from_url(backend_url)
-    prefix = options.get("prefix")
-    if prefix is None:
-        return clean
-    return f"{clean}{'&' if '?' in clean else '?'}prefix={prefix}"
 
 
 def _redis_backend(url: str) -> Any:
@@ -109,6 +98,7 @@ def cmd_worker(args: argparse.Namespace, consoles: Any) -> int:
         concurrency=args.concurrency or None,
         worker_id=args.worker_id,
     )
+    worker.keyring.require_production(backend=backend.describe())  # before anything else
     consoles.err.print(
         f"aioflow worker {worker.worker_id}: serving {', '.join(queues)} on "
         f"{backend.describe()} (concurrency {args.concurrency or 'unlimited'})",
@@ -133,7 +123,8 @@ def cmd_worker(args: argparse.Namespace, consoles: Any) -> int:
                         )
                         worker.shutdown()
 
-            tg.start_soon(signals)
+            if threading.current_thread() is threading.main_thread():
+                tg.start_soon(signals)  # signals reach the main thread only
             await worker.run(queues=queues, grace=args.grace)
             tg.cancel_scope.cancel()
 

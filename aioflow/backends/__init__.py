@@ -37,6 +37,7 @@ __all__ = [
     "Session",
     "SessionStatistics",
     "Status",
+    "journal_url",
     "open_backend",
 ]
 
@@ -61,6 +62,22 @@ def _flag(query: dict[str, list[str]], name: str, url: str) -> bool:
         f"backend URL {url!r}: {name}={values[-1]!r} is not a boolean",
         hint=f"Write {name}=true or {name}=false.",
     )
+
+
+def journal_url(url: str) -> str:
+    """The run store URL of a backend URL: a Redis backend journals its runs in its
+    own Redis, under its prefix (its other options are the backend's, not the
+    store's). Other URLs are returned as they are."""
+    scheme = url.partition("://")[0].strip().lower()
+    if scheme not in ("redis", "rediss"):
+        return url
+    from .redis import options_from_url
+
+    clean, options = options_from_url(url)
+    prefix = options.get("prefix")
+    if prefix is None:
+        return clean
+    return f"{clean}{'&' if '?' in clean else '?'}prefix={prefix}"
 
 
 def open_backend(url: str) -> Backend:

@@ -159,10 +159,10 @@ async def cancel_run(backend: RedisBackend, run_id: str, reason: str) -> None:
     client: Any = backend.client
     keys = backend.keys
     coordinator = await client.get(keys.run(run_id, "coordinator"))
-    pipe = client.pipeline(transaction=False)
-    # Its coordinator ends the run (and withdraws what is queued); the workers cancel
-    # what runs now. A later resume of the run (another coordinator) is not refused.
+    # The coordinator ends the run: it withdraws what is queued and cancels what runs
+    # (as handle.cancel() does), so its tasks are recorded as cancelled, not failed.
+    heard = 0
     if coordinator:
-        pipe.publish(coordinator, msgpack.packb(["x", run_id, reason]))
-    pipe.publish(keys.control, msgpack.packb(["c", run_id, None, reason]))
-    await pipe.execute()
+        heard = await client.publish(coordinator, msgpack.packb(["x", run_id, reason]))
+    if not heard:  # no coordinator listens (it died): cancel what runs on the workers
+        await client.publish(keys.control, msgpack.packb(["c", run_id, None, reason]))

@@ -28,7 +28,8 @@ queue, and every key of a run, lives in one slot)::
     P:workers               sorted set: worker id -> when its heartbeat expires
     P:worker:<id>           string (expires): the worker's state (msgpack)
     P:dlq                   stream: dead-lettered entries with their last error
-    P:rate:{T}              string (expires): the rate limit of task T (GCRA)
+    P:rate:{T}              string (expires): the rate limit of the task whose code
+                            is T (``module:qualname``; GCRA, no burst)
 
 Every message body is msgpack; everything a process acts on (calls, results,
 inputs) is also signed, so a forged message can at most name a call id.
@@ -224,19 +225,18 @@ end
 return out
 """
 
-# KEYS: the task's rate key; ARGV: count, period in ms. GCRA on the server's clock:
-# returns 0 when a start is allowed now (and takes it), else the ms to wait.
+# KEYS: the task's rate key; ARGV: count, period in ms. GCRA without a burst on the
+# server's clock: starts are spaced period/count apart, so no window of one period
+# holds more than count (+1 at its edge). Returns 0 when a start is allowed now (and
+# takes it), else the ms to wait.
 RATE: Final = r"""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local period = tonumber(ARGV[2])
-local interval = period / tonumber(ARGV[1])
+local interval = tonumber(ARGV[2]) / tonumber(ARGV[1])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local allow_at = tat + interval - period
-if now < allow_at then return math.ceil(allow_at - now) end
-redis.call('SET', KEYS[1], string.format('%.3f', tat + interval), 'PX',
-           math.ceil(tat + interval - now) + 1)
+if now < tat then return math.ceil(tat - now) end
+redis.call('SET', KEYS[1], string.format('%.3f', now + interval), 'PX',
+           math.ceil(interval) + 1)
 return 0
 """
 

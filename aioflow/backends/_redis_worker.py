@@ -428,7 +428,7 @@ class Serving:
         async def before(call: TaskCall) -> None:
             rate = call.options.get("rate_limit")
             if rate is not None:
-                await self._rate_limit(call.task_name, rate)
+                await self._rate_limit(call.ref.path, rate)  # the task's code, any name
             if call.options.get("context"):
                 await self._refresh(call.run_id, view)
             if call.options.get("notify"):
@@ -478,9 +478,9 @@ class Serving:
                     replies[2], self.keyring, allow_pickle=True, kind=PayloadKind.CHANNEL
                 )
 
-    async def _rate_limit(self, task_name: str, rate: str) -> None:
+    async def _rate_limit(self, code: str, rate: str) -> None:
         count, period = parse_rate_limit(rate)
-        key = self.keys.rate(task_name)
+        key = self.keys.rate(code)
         while True:
             wait_ms = int(
                 await self.scripts.call(self.client, "rate", [key], [count, int(period * 1000)])

@@ -69,11 +69,11 @@ if TYPE_CHECKING:
 
 try:
     import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialWithJitterBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import RedisError, ResponseError
     from redis.exceptions import TimeoutError as RedisTimeoutError
-    from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - the redis extra is part of dev
     raise MissingDependencyError("the Redis backend", "redis", module="redis.asyncio") from exc
 

@@ -341,5 +341,5 @@ async def test_max_concurrency_bounds_what_runs_at_once(backend: str) -> None:
         parallel(*(flows.counts_peak.bind(name=f"p{i}") for i in range(12)), name="all")
     result = await aioflow.run(wf, backend=backend, max_concurrency=3)
     assert len(result["all"]) == 12
-    peaks = [peak for peak in result["all"].values()]
+    peaks = list(result["all"].values())
     assert max(peaks) <= 3

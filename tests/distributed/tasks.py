@@ -1,0 +1,114 @@
+"""Tasks of the distributed fault tests: module-level, so workers import them
+(``--import distributed.tasks``; worker processes run with ``tests/`` as cwd).
+
+Each task records what it did in the run's channel (on Redis: shared by every
+worker and the test process): ``exec:<name>`` counts its executions, ``running``
+counts executions in progress, ``starts`` lists ``[name, time]`` in start order.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import anyio
+
+import aioflow
+from aioflow import TaskContext, task
+
+
+@task
+async def sleeper(ctx: TaskContext, index: int, seconds: float = 0.3) -> int:
+    """Counts its executions and those in progress; returns ``index * 10``."""
+    await ctx.channel.incr(f"exec:{ctx.task_name}")
+    await ctx.channel.incr("running")
+    try:
+        await anyio.sleep(seconds)
+    finally:
+        await ctx.channel.incr("running", -1)
+    return index * 10
+
+
+@task
+async def quick(index: int) -> int:
+    return index * 2
+
+
+@task
+async def long_sleeper(ctx: TaskContext, index: int, seconds: float = 5.0) -> str:
+    """Records each start and each finish (``done:<name>``) with the worker's pid."""
+    import os
+
+    await ctx.channel.incr(f"exec:{ctx.task_name}")
+    await ctx.channel.append("starts", [ctx.task_name, os.getpid(), time.time()])
+    await anyio.sleep(seconds)
+    await ctx.channel.append("finishes", [ctx.task_name, os.getpid(), time.time()])
+    return f"slept {index}"
+
+
+@task
+async def recorded(ctx: TaskContext, index: int, state: str, seconds: float = 0.15) -> int:
+    """Writes one file per execution under ``state`` (it outlives a killed coordinator)."""
+    directory = Path(state)
+    count = len(list(directory.glob(f"{ctx.task_name}.*")))
+    (directory / f"{ctx.task_name}.{count}.{time.time_ns()}").touch()
+    await anyio.sleep(seconds)
+    return index + 1000
+
+
+@task
+async def starts_in_order(ctx: TaskContext, level: int) -> int:
+    await ctx.channel.append("order", [ctx.task_name, level])
+    return level
+
+
+@task(rate_limit="10/s")
+async def limited(ctx: TaskContext, index: int) -> int:
+    await ctx.channel.append("starts", time.time())
+    return index
+
+
+@task
+async def slow(index: int, seconds: float = 0.05) -> int:
+    await anyio.sleep(seconds)
+    return index
+
+
+@task
+async def until_cancelled(ctx: TaskContext, state: str) -> None:
+    """Runs until cancelled; writes ``started`` then ``finally`` (a time.time()) files."""
+    directory = Path(state)
+    (directory / "started").write_text(str(time.time()))
+    try:
+        await anyio.sleep(60)
+    finally:
+        (directory / "finally").write_text(str(time.time()))
+
+
+def fan_out(name: str, body: aioflow.Task, count: int, **params: object) -> aioflow.Workflow:
+    """``count`` nodes of ``body`` in one parallel group (``<body>-<i>``)."""
+    with aioflow.workflow(name) as wf:
+        aioflow.parallel(
+            *(body.bind(name=f"t{i:03d}", index=i, **params) for i in range(count)), name="all"
+        )
+    return wf
+
+
+def checkpointed(state: str, count: int = 10) -> aioflow.Workflow:
+    """A chain of 4 short tasks, then a fan-out of ``count`` of growing length (0.2 s,
+    0.4 s ...): killed mid-run, some tasks are finished, some running, some not begun."""
+    with aioflow.workflow("coordinated") as wf:
+        head = aioflow.chain(*(recorded.bind(name=f"c{i}", index=i, state=state) for i in range(4)))
+        fan = aioflow.parallel(
+            *(
+                recorded.bind(name=f"f{i:02d}", index=i, state=state, seconds=0.2 * (i + 1))
+                for i in range(count)
+            ),
+            name="fan",
+        )
+        head >> fan
+    return wf
+
+
+#: A small fan-out, importable as ``distributed.tasks:small`` (for the CLI).
+small = fan_out("small", quick, 3)

