@@ -5,7 +5,7 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
-__all__ = ["client_url", "failure", "redact_url"]
+__all__ = ["check_client", "client_url", "failure", "redact_url", "url_password"]
 
 
 def redact_url(url: str) -> str:
@@ -55,3 +55,25 @@ def failure(
     else:
         hint = f"Check the Redis server's log; see {doc}."
     return text, hint
+
+
+def url_password(url: str) -> str | None:
+    """The password in ``url`` (to mask it in messages), or None."""
+    try:
+        password = urllib.parse.urlsplit(url).password
+    except ValueError:
+        return None
+    return urllib.parse.unquote(password) if password else None
+
+
+def check_client(client: Any, owner: str, error: type[Exception]) -> None:
+    """Refuse a ``redis.asyncio.Redis`` that decodes responses (aioflow reads bytes).
+
+    ``error`` is the owner's error class (an :class:`~aioflow.errors.AioflowError`
+    taking ``hint=``).
+    """
+    if client.connection_pool.connection_kwargs.get("decode_responses"):
+        raise error(  # type: ignore[call-arg]
+            f"the Redis client of a {owner} must not decode responses",
+            hint="Make it with decode_responses=False (the default).",
+        )

@@ -56,6 +56,7 @@ from ._cli.history import (
 )
 from ._cli.history_view import inspect_view, runs_table
 from ._cli.loading import load_workflow, parse_inputs
+from ._cli.observe import add_observe
 from ._cli.progress import ProgressDisplay, RunTracker
 from ._cli.report import (
     error_lines,
@@ -543,6 +544,7 @@ SUBCOMMANDS: tuple[Callable[[Any, argparse.ArgumentParser], None], ...] = (
     _add_graph,
     add_containers,
     add_distributed,
+    add_observe,
 )
 
 

@@ -37,6 +37,7 @@ from .errors import AioflowError, ConfigurationError, SerializationError, Workfl
 from .handlers import Handler, InlineHandler
 from .instruments import Instruments
 from .observability.logging import get_logger
+from .observability.propagation import set_current_call
 from .serialization import (
     ErrorInfo,
     Keyring,
@@ -295,6 +296,7 @@ class Worker:
         outcome: list[Execution] = []
 
         def on_started(ex: Execution) -> None:
+            set_current_call(call)  # in the attempt's context: instruments read it
             if started is not None:
                 started(call)
             if self._inst.task_start:
@@ -339,8 +341,24 @@ class Worker:
             return self._encode(call, _failed(call, refused, self.worker_id), keyring)
         self._cancel_reasons.pop(call.call_id, None)
         result = _result_of(call, outcome[0], self.worker_id, started_at)
+        if outcome[0].status is not Status.SUCCEEDED:
+            self._log_outcome(call, outcome[0])
         self._emit_end(call, outcome[0])
         return self._encode(call, result, keyring)
+
+    def _log_outcome(self, call: TaskCall, execution: Execution) -> None:
+        error = execution.error
+        log = self._log.info if execution.status is Status.CANCELLED else self._log.warning
+        log(
+            "task attempt cancelled"
+            if execution.status is Status.CANCELLED
+            else "task attempt failed",
+            run_id=call.run_id,
+            task_name=call.task_name,
+            attempt=call.attempt,
+            error=f"{type(error).__name__}: {error}",
+            exc_info=error if execution.status is Status.FAILED else None,
+        )
 
     def _emit_end(self, call: TaskCall, execution: Execution) -> None:
         if not self._inst.task_end:

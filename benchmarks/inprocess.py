@@ -444,6 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help=f"skip the {WARMUP_TASKS}-task warm-up run done in each child before measuring",
     )
+    parser.add_argument(
+        "--observability",
+        action="store_true",
+        help="instead: the cost of Tracing and Metrics on a fan-out of --tasks (default "
+        "10k), off vs no SDK vs SDK with in-memory exporters, --repeat rounds (default 7)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     return parser
 
@@ -755,6 +761,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child is not None:
         return child_main(json.loads(args.child))
+    if args.observability:
+        from benchmarks._observability import run_observability
+
+        tasks = args.tasks or (QUICK_TASKS if args.quick else DEFAULT_TASKS)
+        return run_observability(tasks, args.repeat or (1 if args.quick else 7))
     if args.vs is not None and (problem := missing_peer(args.vs)) is not None:
         sys.stderr.write(problem)
         return 2

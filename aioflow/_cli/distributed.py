@@ -87,14 +87,42 @@ def _handlers(spec: str | None) -> dict[str, Handler]:
     return dict(found)
 
 
+def _telemetry(args: argparse.Namespace) -> tuple[list[object], Any]:
+    """The instruments ``--otel`` and ``--metrics-port`` ask for, and how to stop them."""
+    instruments: list[object] = []
+    stops: list[Any] = []
+    if args.otel:
+        from ..observability import Tracing
+        from ..observability.setup import configure_tracing
+
+        provider = configure_tracing()
+        stops.append(provider.shutdown)
+        instruments.append(Tracing(provider))
+    if args.metrics_port is not None:
+        from ..observability import Metrics
+        from ..observability.setup import serve_prometheus
+
+        meters, server = serve_prometheus(args.metrics_port, args.metrics_host)
+        stops += [server.shutdown, meters.shutdown]
+        instruments.append(Metrics(meters))
+
+    def stop() -> None:
+        for each in stops:
+            each()
+
+    return instruments, stop
+
+
 def cmd_worker(args: argparse.Namespace, consoles: Any) -> int:
     """Serve a backend's queues until SIGTERM or SIGINT."""
     _import_all(args.imports)
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     backend = _redis_backend(args.url)
+    instruments, telemetry_stop = _telemetry(args)
     worker = Worker(
         backend,
         handlers=_handlers(args.handlers),
+        instruments=instruments,
         concurrency=args.concurrency or None,
         worker_id=args.worker_id,
     )
@@ -135,6 +163,8 @@ def cmd_worker(args: argparse.Namespace, consoles: Any) -> int:
         while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
             leaf = leaf.exceptions[0]
         raise leaf from leaf.__cause__
+    finally:
+        telemetry_stop()  # spans still buffered are exported; the endpoint closes
     consoles.err.print(f"aioflow worker {worker.worker_id}: stopped", highlight=False)
     return 0
 
@@ -189,6 +219,26 @@ def _add_worker(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "returning one",
     )
     p.add_argument("--worker-id", default=None, metavar="ID", help="default: host-pid-random")
+    p.add_argument(
+        "--otel",
+        action="store_true",
+        help="OpenTelemetry spans of every attempt, children of their run's span; the SDK "
+        "is configured from the OTEL_* environment variables (OTEL_TRACES_EXPORTER: otlp, "
+        'console, none). Needs pip install "aioflow[otel]"',
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 9464)",
+    )
+    p.add_argument(
+        "--metrics-host",
+        default="0.0.0.0",
+        metavar="HOST",
+        help="the address --metrics-port listens on (default 0.0.0.0)",
+    )
     p.set_defaults(command=cmd_worker)
 
 

@@ -8,9 +8,11 @@ on one runs on the others.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ..errors import SerializationError
+from ..observability.propagation import inject
 from ..serialization import Keyring, TaskCall, TaskRef, decode_result, encode_call
 from ..serialization.results import TaskResult
 from ..task import Task
@@ -66,6 +68,9 @@ class CallEncoder:
             wire_options["rate_limit"] = options.rate_limit
         if extra:
             wire_options.update(extra)
+        # Observability: when the call left (queue wait, measured where it starts) and
+        # the trace context of the run, if a tracing instrument traces it.
+        wire_options["enqueued_at"] = time.time()
         call = TaskCall(
             run_id=self.run_id,
             task_name=execution.name,
@@ -76,6 +81,7 @@ class CallEncoder:
             options=wire_options,
             call_id=call_id,
             workflow=self.workflow,
+            trace=inject(self.run_id, execution.name, wire_options),
         )
         return encode_call(call, self._keyring)
 

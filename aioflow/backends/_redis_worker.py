@@ -44,6 +44,7 @@ import msgpack  # type: ignore[import-untyped]
 from .._executors import ExecutorPool
 from ..errors import DeadLetteredError, SerializationError, TaskCancelledError
 from ..observability.logging import get_logger
+from ..observability.stats import count_outcomes
 from ..serialization import Keyring, PayloadKind, TaskCall, TaskResult, decode_value
 from ..serialization.results import ErrorInfo, decode_result, encode_result
 from ..task import parse_rate_limit
@@ -596,6 +597,9 @@ class Serving:
             for start in range(0, len(args), _CHUNK * 4):
                 chunk = args[start : start + _CHUNK * 4]
                 self.scripts.queue(pipe, "complete", keys, [*head, *chunk])
+        # --- observability (issue 11): fleet-wide counters for `aioflow stats` ---------
+        count_outcomes(pipe, self.keys.prefix, [(e.stream, r.status) for e, r, _ in outcomes])
+        # --- end observability ------------------------------------------------------------
         # Entries whose outcomes an earlier pipeline stored are acknowledged now.
         self._queue_acks(pipe, acks)
         self._queue_handbacks(pipe, handbacks)
@@ -694,15 +698,19 @@ class Serving:
             await anyio.sleep(self.vis_ms / 3000)
 
     async def reclaim(self) -> int:
-        """Claim the entries of dead workers (pending past the visibility timeout)."""
+        """Claim the entries of dead workers (pending past the visibility timeout),
+        and this worker's own entries whose delivery it never received (a reply lost
+        with its connection, the read retried)."""
         claimed = 0
         client = self.client
         for stream in list(self.streams):
             free = self.limit - self.active
             if free <= 0 or self.stopping:
                 break
+            claimed += await self._recover_own(stream, free)
+            free = self.limit - self.active
             pending = await client.xpending_range(
-                stream, GROUP, min="-", max="+", count=free, idle=self.vis_ms
+                stream, GROUP, min="-", max="+", count=max(free, 1000), idle=self.vis_ms
             )
             if not pending:
                 continue
@@ -720,7 +728,7 @@ class Serving:
                 p["message_id"]
                 for p in pending
                 if p["consumer"] not in alive and (stream, p["message_id"]) not in self.taken
-            ]
+            ][:free]
             if not ids:
                 continue
             deliveries = {p["message_id"]: int(p["times_delivered"]) for p in pending}
@@ -740,6 +748,26 @@ class Serving:
                 )
                 self._take(entry)
         return claimed
+
+    async def _recover_own(self, stream: bytes, free: int) -> int:
+        lost = [
+            p["message_id"]
+            for p in await self.client.xpending_range(
+                stream, GROUP, "-", "+", 1000, consumername=self.consumer, idle=1000
+            )
+            if (stream, p["message_id"]) not in self.taken
+        ][:free]
+        if not lost:
+            return 0
+        entries = await self.client.xclaim(stream, GROUP, self.consumer, 1000, lost)
+        count = 0
+        for entry_id, fields in entries:
+            if fields:
+                count += 1
+                self._take(Entry(stream, entry_id, fields, self.priority.get(stream, 0), 1))
+        if count:
+            self.log.warning("took back entries whose delivery was lost", count=count)
+        return count
 
     # --- control messages ----------------------------------------------------------------
 

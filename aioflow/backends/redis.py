@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 import anyio
 import msgpack  # type: ignore[import-untyped]
 
-from .._redisutil import client_url, failure, redact_url
+from .._redisutil import check_client, client_url, failure, redact_url, url_password
 from ..errors import (
     AioflowError,
     BackendUnavailableError,
@@ -243,9 +243,7 @@ class RedisBackend(Backend):
                     hint="For example redis://127.0.0.1:6379/0.",
                 )
             self._where = redact_url(url_or_client)
-            with contextlib.suppress(ValueError):
-                password = urllib.parse.urlsplit(url_or_client).password
-                self._password = urllib.parse.unquote(password) if password else None
+            self._password = url_password(url_or_client)
             try:
                 # A blocking pool: past max_connections a command waits for a free
                 # connection instead of failing (many tasks writing the channel).
@@ -268,11 +266,7 @@ class RedisBackend(Backend):
                     hint="For example redis://user:password@host:6379/0.",
                 ) from None
         elif isinstance(url_or_client, aioredis.Redis):
-            if url_or_client.connection_pool.connection_kwargs.get("decode_responses"):
-                raise ConfigurationError(
-                    "the Redis client of a RedisBackend must not decode responses",
-                    hint="Make it with decode_responses=False (the default).",
-                )
+            check_client(url_or_client, "RedisBackend", ConfigurationError)
             self.client = url_or_client
             self._where = client_url(url_or_client)
             self._owned = False

@@ -46,14 +46,13 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-import urllib.parse
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Self
 
 import anyio
 
-from .._redisutil import client_url, failure, redact_url
+from .._redisutil import check_client, client_url, failure, redact_url, url_password
 from ..errors import AioflowError, ChannelError, MissingDependencyError, PayloadSignatureError
 from ..serialization import PayloadKind, decode_value, encode_value
 from .base import Channel
@@ -203,9 +202,7 @@ class RedisChannel(Channel):
                     f"a Redis channel URL starts with redis:// or rediss://, got {self._where!r}",
                     hint="For example redis://127.0.0.1:6379/0.",
                 )
-            with contextlib.suppress(ValueError):
-                password = urllib.parse.urlsplit(client_or_url).password
-                self._password = urllib.parse.unquote(password) if password else None
+            self._password = url_password(client_or_url)
             try:
                 self._client: aioredis.Redis = aioredis.from_url(
                     client_or_url,
@@ -217,11 +214,7 @@ class RedisChannel(Channel):
                 raise self._error(exc, "connecting") from None
             self._owned = True
         elif isinstance(client_or_url, aioredis.Redis):
-            if client_or_url.connection_pool.connection_kwargs.get("decode_responses"):
-                raise ChannelError(
-                    "the Redis client of a RedisChannel must not decode responses",
-                    hint="Make it with decode_responses=False (the default).",
-                )
+            check_client(client_or_url, "RedisChannel", ChannelError)
             self._client = client_or_url
             self._where = client_url(client_or_url)
             self._owned = False

@@ -4,13 +4,16 @@ aioflow logs through structlog onto the standard library logger ``"aioflow"``,
 which has a ``NullHandler``: nothing is emitted until the application configures
 logging (``logging.basicConfig(level="INFO")`` is enough), or calls
 :func:`configure_logging` for console or JSON output. Every line carries the ids
-bound where it was made: ``run_id``, ``task_name``, ``attempt``, ``worker_id``.
+bound where it was made: ``run_id``, ``task_name``, ``attempt``, ``worker_id``; with tracing on
+(:class:`aioflow.observability.Tracing`), also ``trace_id`` and ``span_id`` of the
+current span.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -22,8 +25,30 @@ LOGGER_NAME = "aioflow"
 _stdlib_logger = logging.getLogger(LOGGER_NAME)
 _stdlib_logger.addHandler(logging.NullHandler())
 
+# Set by a tracing instrument (aioflow.observability.Tracing): returns the trace and
+# span ids of the current span, or None. Kept here so that logging needs no tracer.
+_trace_ids: Callable[[], tuple[str, str] | None] | None = None
+
+
+def set_trace_ids_source(source: Callable[[], tuple[str, str] | None] | None) -> None:
+    """Make every aioflow log line carry ``trace_id`` and ``span_id`` from ``source``."""
+    global _trace_ids
+    _trace_ids = source
+
+
+def _add_trace_ids(logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
+    source = _trace_ids
+    if source is not None:
+        ids = source()
+        if ids is not None:
+            event.setdefault("trace_id", ids[0])
+            event.setdefault("span_id", ids[1])
+    return event
+
+
 _PROCESSORS: list[Any] = [
     structlog.stdlib.filter_by_level,
+    _add_trace_ids,
     structlog.stdlib.add_log_level,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
     structlog.processors.StackInfoRenderer(),

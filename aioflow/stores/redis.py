@@ -44,13 +44,12 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-import urllib.parse
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Final, cast
 
 import anyio
 
-from .._redisutil import client_url, failure, redact_url
+from .._redisutil import check_client, client_url, failure, redact_url, url_password
 from ..errors import CheckpointError, ConfigurationError, MissingDependencyError
 from .base import Batch, RunStore
 from .records import JournalRecord, RecordKind, RunInfo, RunStatus, StoreStatistics
@@ -349,16 +348,10 @@ class RedisStore(RunStore):
                     hint="For example redis://127.0.0.1:6379/0.",
                 )
             self._url = url_or_client
-            with contextlib.suppress(ValueError):
-                password = urllib.parse.urlsplit(url_or_client).password
-                self._password = urllib.parse.unquote(password) if password else None
+            self._password = url_password(url_or_client)
             self._where = redact_url(url_or_client)
         elif isinstance(url_or_client, aioredis.Redis):
-            if url_or_client.connection_pool.connection_kwargs.get("decode_responses"):
-                raise ConfigurationError(
-                    "the Redis client of a RedisStore must not decode responses",
-                    hint="Make it with decode_responses=False (the default).",
-                )
+            check_client(url_or_client, "RedisStore", ConfigurationError)
             self._client = url_or_client
             self._owned = False
             self._where = client_url(url_or_client)

@@ -77,14 +77,14 @@ class DockerEngine:
         return f"unix://{self.socket}"
 
     def ping(self) -> bool:
+        conn = _UnixHTTP(str(self.socket))
         try:
-            conn = _UnixHTTP(str(self.socket))
             conn.request("GET", "/_ping")
-            ok = conn.getresponse().status == 200
-            conn.close()
-            return ok
-        except OSError:
+            return conn.getresponse().status == 200
+        except OSError:  # not listening yet, or a reply cut short while it starts
             return False
+        finally:
+            conn.close()
 
     def start(self) -> None:
         executable = shutil.which("dockerd") or (

@@ -1,0 +1,294 @@
+"""OpenTelemetry spans for runs and task attempts, as an instrument.
+
+``run(wf, instruments=[Tracing()])`` on the coordinator and
+``Worker(instruments=[Tracing()])`` (``aioflow worker ... --otel``) on workers. The
+spans, and who makes them:
+
+=====================  ==========  =================================================
+span                   kind        made
+=====================  ==========  =================================================
+``aioflow.run``        INTERNAL    by the coordinator, for the whole run; a child of
+                                   the span current when the run starts (a web
+                                   request's, say)
+``publish {queue}``    PRODUCER    by the coordinator, for each call that crosses a
+                                   process (Redis, ``memory://?serialize=true``):
+                                   from enqueue to its outcome coming back
+``aioflow.task``       INTERNAL    by the process where the attempt runs: in-process
+                       / CONSUMER  (INTERNAL), or on a worker (CONSUMER: a child of
+                                   the ``publish`` span, whose context travelled in
+                                   ``TaskCall.trace``)
+=====================  ==========  =================================================
+
+While an attempt runs, its ``aioflow.task`` span is the current span, so spans the
+task's own code makes are its children, and aioflow log lines carry its
+``trace_id`` and ``span_id``. OpenTelemetry is imported only when a ``Tracing`` is
+made (``pip install "aioflow[otel]"``); with no SDK configured (the API's no-op
+provider) a run's spans do not record, and the instrument stops at the run span.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .. import events as ev
+from .._optional import require
+from ..context import _current
+from ..errors import TaskTimeoutError
+from .logging import set_trace_ids_source
+from .propagation import current_call, register_injector, unregister_injector
+
+
+def _hook(name: str) -> Any:
+    """A hook that exists only while the instrument is active (an SDK is there)."""
+    return property(lambda self: getattr(self, name) if self.active else None)
+
+
+__all__ = ["Tracing", "outcome_of"]
+
+_TRACER = "aioflow"
+
+
+def outcome_of(event: ev.Event) -> str:
+    """``succeeded``, ``failed``, ``timed_out``, ``cancelled`` or ``retried``."""
+    if isinstance(event, ev.TaskSucceeded):
+        return "succeeded"
+    if isinstance(event, ev.TaskCancelled):
+        return "cancelled"
+    if isinstance(event, ev.TaskRetrying):
+        return "retried"
+    if isinstance(event, ev.TaskFailed) and isinstance(event.error, TaskTimeoutError):
+        return "timed_out"
+    return "failed"
+
+
+def _here(event: ev.TaskStarted) -> bool:
+    """Whether this code runs in the executing context of ``event``'s attempt."""
+    ctx = _current.get()
+    return (
+        ctx is not None
+        and ctx.task_name == event.task_name
+        and ctx.run_id == event.run_id
+        and ctx.attempt == event.attempt
+    )
+
+
+class Tracing:
+    """An instrument that makes OpenTelemetry spans of runs and task attempts.
+
+    Args:
+        tracer_provider: where spans go (default: the global provider, as set by
+            ``opentelemetry.trace.set_tracer_provider``; without one, nothing records).
+
+    Raises:
+        MissingDependencyError: OpenTelemetry is not installed
+            (``pip install "aioflow[otel]"``).
+    """
+
+    def __init__(self, tracer_provider: Any = None) -> None:
+        trace = require("opentelemetry.trace", feature="tracing (Tracing)", extra="otel")
+        self._otel_context = require("opentelemetry.context", feature="tracing", extra="otel")
+        self._propagate = require("opentelemetry.propagate", feature="tracing", extra="otel")
+        self._trace = trace
+        from .. import __version__
+
+        provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
+        self._tracer = provider.get_tracer(_TRACER, __version__)
+        # The global provider before an SDK is installed: spans would not record.
+        self._global = tracer_provider is None
+        self._noop_types = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+        if isinstance(provider, trace.NoOpTracerProvider):
+            self._global = True
+        self._kind = trace.SpanKind
+        self._error = trace.Status(trace.StatusCode.ERROR)
+        self._runs: dict[str, tuple[Any, Any, str]] = {}  # run id -> (span, token, workflow)
+        self._tasks: dict[tuple[str, str], Any] = {}  # (run id, task) -> attempt span
+        self._sends: dict[tuple[str, str], Any] = {}  # (run id, task) -> publish span
+        set_trace_ids_source(self._current_ids)
+
+    # --- near-zero cost without an SDK ---------------------------------------------------
+
+    @property
+    def active(self) -> bool:
+        """Whether spans would record now (an SDK provider is given or installed)."""
+        return not self._global or not isinstance(
+            self._trace.get_tracer_provider(), self._noop_types
+        )
+
+    # --- logs --------------------------------------------------------------------------
+
+    def _current_ids(self) -> tuple[str, str] | None:
+        sc = self._trace.get_current_span().get_span_context()
+        if not sc.is_valid:
+            return None
+        return f"{sc.trace_id:032x}", f"{sc.span_id:016x}"
+
+    # --- runs --------------------------------------------------------------------------
+
+    def _on_run_start(self, event: ev.RunStarted) -> None:
+        span = self._tracer.start_span(
+            "aioflow.run",
+            kind=self._kind.INTERNAL,
+            attributes={
+                "aioflow.run.id": event.run_id,
+                "aioflow.workflow": event.workflow,
+                "aioflow.run.tasks": event.total_tasks,
+            },
+        )
+        if not span.is_recording():  # no SDK, or not sampled: this run is not traced
+            return
+        # Current in the scheduler's context for the run (logs, spans of the backend);
+        # detached by on_run_end, which the scheduler calls from the same coroutine.
+        token = self._otel_context.attach(self._trace.set_span_in_context(span))
+        self._runs[event.run_id] = (span, token, event.workflow)
+        register_injector(event.run_id, self._injector(event.run_id))
+
+    def _on_run_end(self, event: ev.RunFinished) -> None:
+        entry = self._runs.pop(event.run_id, None)
+        if entry is None:
+            return
+        span, token, _ = entry
+        unregister_injector(event.run_id)
+        for spans in (self._tasks, self._sends):  # left open by a run that ended early
+            for key in [k for k in spans if k[0] == event.run_id]:
+                spans.pop(key).end()
+        span.set_attribute("aioflow.run.status", event.status)
+        if event.error is not None and event.status == "failed":
+            cause = event.error.__cause__ or event.error
+            span.record_exception(cause)
+            span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, str(event.error)))
+        span.end()
+        self._otel_context.detach(token)
+
+    # --- calls that cross a process (coordinator) --------------------------------------
+
+    def _injector(self, run_id: str) -> Any:
+        def inject(task_name: str, options: Mapping[str, Any]) -> dict[str, str]:
+            run = self._runs.get(run_id)
+            if run is None:
+                return {}
+            key = (run_id, task_name)
+            old = self._sends.pop(key, None)
+            if old is not None:
+                old.end()
+            queue = options.get("queue", "default")
+            span = self._tracer.start_span(
+                f"publish {queue}",
+                context=self._trace.set_span_in_context(run[0]),
+                kind=self._kind.PRODUCER,
+                attributes={
+                    "messaging.system": "aioflow",
+                    "messaging.operation.type": "send",
+                    "messaging.operation.name": "publish",
+                    "messaging.destination.name": queue,
+                    "aioflow.run.id": run_id,
+                    "aioflow.workflow": run[2],
+                    "aioflow.task.name": task_name,
+                    "aioflow.task.priority": options.get("priority", 0),
+                    "aioflow.task.handler": options.get("handler", "inline"),
+                },
+            )
+            self._sends[key] = span
+            carrier: dict[str, str] = {}
+            self._propagate.inject(carrier, context=self._trace.set_span_in_context(span))
+            return carrier
+
+        return inject
+
+    # --- task attempts -----------------------------------------------------------------
+
+    def _on_task_start(self, event: ev.TaskStarted) -> None:
+        assert event.task_name is not None
+        key = (event.run_id, event.task_name)
+        call = current_call()
+        attributes: dict[str, Any] = {
+            "aioflow.run.id": event.run_id,
+            "aioflow.task.name": event.task_name,
+            "aioflow.task.attempt": event.attempt,
+            "aioflow.task.iteration": event.iteration,
+        }
+        here = _here(event)
+        if call is not None and here and call.run_id == event.run_id:
+            # A worker (or the serializing backend): the call says where it came from.
+            parent = self._propagate.extract(call.trace)
+            if call.workflow:
+                attributes["aioflow.workflow"] = call.workflow
+            options = call.options
+            queue = options.get("queue", "default")
+            attributes.update(
+                {
+                    "aioflow.task.queue": queue,
+                    "aioflow.task.priority": options.get("priority", 0),
+                    "aioflow.task.handler": options.get("handler", "inline"),
+                    "messaging.system": "aioflow",
+                    "messaging.operation.type": "process",
+                    "messaging.operation.name": "process",
+                    "messaging.destination.name": queue,
+                    "messaging.message.id": call.call_id,
+                }
+            )
+            kind = self._kind.CONSUMER
+        else:
+            run = self._runs.get(event.run_id)
+            if run is None:  # not a traced run
+                return
+            send = self._sends.get(key)
+            if send is not None and not here:
+                # Started on a worker: that worker's span is the attempt's; the
+                # publish span notes when it began.
+                send.add_event("started", {"aioflow.task.attempt": event.attempt})
+                return
+            parent = self._trace.set_span_in_context(send if send is not None else run[0])
+            attributes["aioflow.workflow"] = run[2]
+            kind = self._kind.INTERNAL
+        ctx = _current.get() if here else None
+        if ctx is not None and ctx.worker_id is not None:
+            attributes["aioflow.worker.id"] = ctx.worker_id
+        span = self._tracer.start_span(
+            "aioflow.task", context=parent, kind=kind, attributes=attributes
+        )
+        if not span.is_recording():
+            return
+        old = self._tasks.pop(key, None)
+        if old is not None:
+            old.end()
+        self._tasks[key] = span
+        if here:
+            # Current for the attempt's code (its context only; the next attempt in
+            # this context replaces it).
+            self._otel_context.attach(self._trace.set_span_in_context(span))
+
+    def _on_task_end(self, event: ev.Event) -> None:
+        self._end(event)
+
+    def _on_task_retry(self, event: ev.TaskRetrying) -> None:
+        self._end(event)
+
+    def _end(self, event: Any) -> None:
+        key = (event.run_id, event.task_name)
+        outcome = outcome_of(event)
+        error: BaseException | None = getattr(event, "error", None)
+        for spans in (self._tasks, self._sends):
+            span = spans.pop(key, None)
+            if span is None:
+                continue
+            span.set_attribute("aioflow.task.outcome", outcome)
+            if error is not None:
+                span.record_exception(error)
+                span.set_status(
+                    self._trace.Status(self._trace.StatusCode.ERROR, f"{type(error).__name__}")
+                )
+            elif outcome == "cancelled":
+                span.set_attribute("aioflow.task.cancel_reason", getattr(event, "reason", ""))
+            span.end()
+
+    # Hooks, looked up once per run by aioflow.instruments: with no SDK then, this
+    # instrument has none, so the run makes no event for it (near-zero cost).
+    on_run_start = _hook("_on_run_start")
+    on_run_end = _hook("_on_run_end")
+    on_task_start = _hook("_on_task_start")
+    on_task_end = _hook("_on_task_end")
+    on_task_retry = _hook("_on_task_retry")
+
+    def __repr__(self) -> str:
+        return f"<Tracing runs={len(self._runs)} open={len(self._tasks) + len(self._sends)}>"

@@ -1,0 +1,156 @@
+"""Spans of runs and task attempts, read back through the SDK's in-memory exporter."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.trace import SpanKind, StatusCode
+
+import aioflow
+from aioflow.observability import Tracing
+
+from . import flows
+from .conftest import Spans
+
+
+def _by_name(spans: Spans) -> dict[str, list[object]]:
+    found: dict[str, list[object]] = {}
+    for s in spans.all():
+        found.setdefault(s.name, []).append(s)
+    return found
+
+
+async def test_a_run_and_each_attempt_get_a_span(spans: Spans) -> None:
+    result = await aioflow.run(
+        flows.good(), run_id="traced-1", instruments=[Tracing(spans.provider)]
+    )
+    assert result["sink"] == 24
+    (run,) = spans.named("aioflow.run")
+    assert run.attributes["aioflow.run.id"] == "traced-1"
+    assert run.attributes["aioflow.workflow"] == "obs-good"
+    assert run.attributes["aioflow.run.status"] == "succeeded"
+    assert run.parent is None
+    tasks = spans.named("aioflow.task")
+    names = sorted(
+        (s.attributes["aioflow.task.name"], s.attributes["aioflow.task.attempt"]) for s in tasks
+    )
+    assert names == [("flaky", 1), ("flaky", 2), ("sink", 1), ("source", 1), ("square", 1)]
+    for s in tasks:
+        assert s.kind is SpanKind.INTERNAL
+        assert s.parent is not None and s.parent.span_id == run.context.span_id
+        assert s.context.trace_id == run.context.trace_id
+        assert s.attributes["aioflow.workflow"] == "obs-good"
+    first = next(
+        s
+        for s in tasks
+        if s.attributes["aioflow.task.name"] == "flaky"
+        and s.attributes["aioflow.task.attempt"] == 1
+    )
+    assert first.attributes["aioflow.task.outcome"] == "retried"
+    assert first.status.status_code is StatusCode.ERROR
+    (exc,) = [e for e in first.events if e.name == "exception"]
+    assert exc.attributes["exception.type"] == "ConnectionError"
+    assert exc.attributes["exception.message"] == "blip"
+    ok = next(s for s in tasks if s.attributes["aioflow.task.name"] == "sink")
+    assert ok.attributes["aioflow.task.outcome"] == "succeeded"
+    assert ok.status.status_code is StatusCode.UNSET
+
+
+async def test_a_failed_run_records_the_error(spans: Spans) -> None:
+    with pytest.raises(aioflow.WorkflowFailedError):
+        await aioflow.run(flows.bad(), instruments=[Tracing(spans.provider)])
+    (run,) = spans.named("aioflow.run")
+    assert run.status.status_code is StatusCode.ERROR
+    assert run.attributes["aioflow.run.status"] == "failed"
+    assert any(e.attributes["exception.type"] == "ValueError" for e in run.events)
+    broken = next(
+        s for s in spans.named("aioflow.task") if s.attributes["aioflow.task.name"] == "broken"
+    )
+    assert broken.attributes["aioflow.task.outcome"] == "failed"
+
+
+async def test_a_timeout_is_its_own_outcome(spans: Spans) -> None:
+    with pytest.raises(aioflow.WorkflowFailedError):
+        await aioflow.run(flows.timing_out(), instruments=[Tracing(spans.provider)])
+    slow = next(
+        s for s in spans.named("aioflow.task") if s.attributes["aioflow.task.name"] == "slow"
+    )
+    assert slow.attributes["aioflow.task.outcome"] == "timed_out"
+
+
+async def test_a_run_inside_an_application_span_is_its_child(spans: Spans) -> None:
+    tracer = spans.provider.get_tracer("app")
+    with tracer.start_as_current_span("GET /report") as request:
+        await aioflow.run(flows.good(), instruments=[Tracing(spans.provider)])
+        # Afterwards the application's span is current again.
+        from opentelemetry import trace
+
+        assert trace.get_current_span() is request
+    (run,) = spans.named("aioflow.run")
+    assert run.parent is not None and run.parent.span_id == request.get_span_context().span_id
+
+
+async def test_spans_made_by_task_code_are_children_of_the_attempt(spans: Spans) -> None:
+    tracer = spans.provider.get_tracer("app")
+
+    @aioflow.task
+    async def inner() -> int:
+        with tracer.start_as_current_span("query"):
+            return 1
+
+    @aioflow.task
+    def inner_sync() -> int:
+        with tracer.start_as_current_span("sync query"):
+            return 2
+
+    with aioflow.workflow("nested") as wf:
+        inner >> inner_sync
+    await aioflow.run(wf, instruments=[Tracing(spans.provider)])
+    attempts = {s.attributes["aioflow.task.name"]: s for s in spans.named("aioflow.task")}
+    (query,) = spans.named("query")
+    (sync_query,) = spans.named("sync query")
+    assert query.parent.span_id == attempts["inner"].context.span_id
+    assert sync_query.parent.span_id == attempts["inner_sync"].context.span_id
+
+
+async def test_serialized_calls_carry_the_trace_context(spans: Spans) -> None:
+    await aioflow.run(
+        flows.good(), backend="memory://?serialize=true", instruments=[Tracing(spans.provider)]
+    )
+    (run,) = spans.named("aioflow.run")
+    publishes = spans.named("publish default")
+    assert len(publishes) == 5  # one per call (flaky twice)
+    by_id = {s.context.span_id: s for s in publishes}
+    for s in publishes:
+        assert s.kind is SpanKind.PRODUCER and s.parent.span_id == run.context.span_id
+    for s in spans.named("aioflow.task"):
+        assert s.kind is SpanKind.CONSUMER
+        assert s.parent.span_id in by_id  # the publish span of its own call
+        assert (
+            by_id[s.parent.span_id].attributes["aioflow.task.name"]
+            == s.attributes["aioflow.task.name"]
+        )
+        assert s.attributes["messaging.destination.name"] == "default"
+        assert s.attributes["aioflow.task.handler"] == "inline"
+        assert s.attributes["aioflow.worker.id"] == "in-process"
+
+
+async def test_no_sdk_no_spans_and_no_context_in_calls() -> None:
+    from aioflow.observability import propagation
+
+    tracing = Tracing()  # the API's no-op provider: nothing is configured
+    result = await aioflow.run(
+        flows.good(), backend="memory://?serialize=true", instruments=[tracing]
+    )
+    assert result["sink"] == 24
+    assert propagation._injectors == {}
+    assert tracing._tasks == {} and tracing._runs == {}
+
+
+def test_without_an_sdk_the_instruments_have_no_hooks() -> None:
+    from aioflow.instruments import Instruments
+    from aioflow.observability import Metrics
+
+    tracing, metrics = Tracing(), Metrics()
+    assert tracing.on_task_start is None and metrics.on_task_end is None
+    inst = Instruments([tracing, metrics])
+    assert not (inst.task_start or inst.task_end or inst.run_start)
