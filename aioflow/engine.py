@@ -318,7 +318,9 @@ class Scheduler:
                     # they are durable first (after a commit in flight, if any). Any
                     # mode: backpressure when the store falls behind.
                     await self._flush_or_fail()
-                elif not self._flushing:
+                elif not self._flushing and (self._inflight or self._timers or self._ready):
+                    # (When nothing is left to run, the run ends now: its last records
+                    # go with the run's final status, in one commit.)
                     # Nothing to start ("task"), or "background": commit behind the run,
                     # one commit at a time and in order. A task's record is never
                     # committed before its predecessors', so the journal stays a

@@ -513,7 +513,8 @@ class RedisSession(Session):
     # --- setting up --------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Subscribe to the run's outcomes (before anything is submitted)."""
+        """Register for the run's outcomes (before anything is submitted) and prepare
+        what the first submission sends along."""
         self._inbox = self._router.register(self._run)
         # Where `aioflow cancel RUN_ID` finds this coordinator.
         pipe_first = self.client.pipeline(transaction=False)
@@ -523,8 +524,10 @@ class RedisSession(Session):
             px=int(self.backend.result_ttl * 1000),
         )
         self._first = pipe_first
+        # What workers read of the run goes in the same pipeline, before its first
+        # entries: Redis runs a pipeline in order, so it is there before any task.
         view = self.link.view
-        pipe = self.client.pipeline(transaction=False)
+        pipe = pipe_first
         ttl = int(self.backend.result_ttl * 1000)
         if view.inputs:
             data = encode_value(
@@ -546,8 +549,6 @@ class RedisSession(Session):
                 args += [name.encode(), self._result_payload(name, value)]
             pipe.rpush(self._res, *args)
             pipe.pexpire(self._res, ttl)
-        if len(pipe):
-            await pipe.execute()
 
     def _result_payload(self, name: str, value: Any) -> bytes:
         return encode_result(

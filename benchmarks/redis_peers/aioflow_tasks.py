@@ -14,6 +14,7 @@ import path on them. The producer builds the workflows from the same tasks:
 
 from __future__ import annotations
 
+import os
 import time
 from types import TracebackType
 from typing import Any, Self
@@ -59,6 +60,10 @@ class Producer:
     def __init__(self, url: str, poll: float) -> None:
         del poll  # completions are pushed (pub/sub): nothing is polled
         self.url = url
+        # Runs on Redis are journaled there by default (resume after the coordinator
+        # died); AIOFLOW_BENCH_JOURNAL=off measures them with checkpoint=False.
+        off = os.environ.get("AIOFLOW_BENCH_JOURNAL", "on").lower() in ("off", "0", "no")
+        self._options: dict[str, Any] = {"checkpoint": False} if off else {}
         self._backend: Any = None
         self._one: Any = None
 
@@ -82,12 +87,12 @@ class Producer:
         return fanout_workflow(n)
 
     async def fanout(self, wf: Any) -> int:
-        result = await aioflow.run(wf, backend=self.url)
+        result = await aioflow.run(wf, backend=self.url, **self._options)
         _check(result)
         return len(result.results)
 
     async def one(self) -> float:
-        result = await aioflow.run(self._one, backend=self._backend)
+        result = await aioflow.run(self._one, backend=self._backend, **self._options)
         _check(result)
         return float(result["started"])
 
