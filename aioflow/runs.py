@@ -218,9 +218,7 @@ def _prepare(
     if checkpoint is None:
         # A distributed backend journals its runs by default (resume after the
         # coordinator died); checkpoint=False turns that off.
-        store = chosen.run_store()
-        if store is not None:
-            owned.append(store)
+        store = chosen.run_store()  # the backend's: it opens and closes it
     elif checkpoint is not False:
         store, owns_store = journal_store(checkpoint)
         if owns_store:
@@ -347,7 +345,7 @@ async def resume(
                 f"the {source.describe()} backend keeps no journal to resume from",
                 hint="Pass the store the run was journaled to (its checkpoint=).",
             )
-        store, owns_store = found, True
+        store, owns_store = found, False  # the backend's
     else:
         store, owns_store = journal_store(
             journal_url(source) if isinstance(source, str) and _is_redis_url(source) else source

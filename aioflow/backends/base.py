@@ -330,7 +330,8 @@ class Backend(ABC):
 
     def run_store(self) -> RunStore | None:
         """The run store that journals runs on this backend unless ``checkpoint=``
-        says otherwise (None: runs are not journaled by default)."""
+        says otherwise (None: runs are not journaled by default). The backend owns
+        it: it opens on first use and closes with the backend."""
         return None
 
     async def serve(self, worker: Any, *, queues: Sequence[str], grace: float) -> None:

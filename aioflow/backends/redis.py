@@ -234,6 +234,7 @@ class RedisBackend(Backend):
         self._stack: AsyncExitStack | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._router: Router | None = None
+        self._store: RunStore | None = None
         self._streams: set[bytes] = set()  # streams known to exist (registered)
         if isinstance(url_or_client, str):
             if url_or_client.partition("://")[0].lower() not in self.schemes:
@@ -306,9 +307,13 @@ class RedisBackend(Backend):
         return RedisChannel(self.client, run_id, keyring, prefix=self.prefix, ttl=self.result_ttl)
 
     def run_store(self) -> RunStore:
-        from ..stores.redis import RedisStore
+        """The backend's journal store: one for all its runs (it opens on first use,
+        shares the backend's client, and closes with the backend)."""
+        if self._store is None or self._store.closed:
+            from ..stores.redis import RedisStore
 
-        return RedisStore(self.client, prefix=self.prefix, retention=self.result_ttl)
+            self._store = RedisStore(self.client, prefix=self.prefix, retention=self.result_ttl)
+        return self._store
 
     def error(self, exc: BaseException, doing: str) -> BackendUnavailableError:
         """A Redis failure as the error aioflow raises (the password masked)."""
@@ -337,6 +342,10 @@ class RedisBackend(Backend):
         if self._opened == 0:
             return
         self._opened -= 1
+        if self._opened == 0:
+            store, self._store = self._store, None
+            if store is not None:
+                await store.aclose()
         if self._opened == 0 and self._owned:
             with contextlib.suppress(RedisError, OSError):
                 await self.client.aclose()
