@@ -3,6 +3,8 @@
 Public names only; see the documentation for each.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from . import events as events
 from .backends import Backend as Backend
 from .backends import MemoryBackend as MemoryBackend
@@ -74,6 +76,10 @@ from .workflow import workflow as workflow
 
 __version__ = "0.1.0.dev0"
 
+if TYPE_CHECKING:
+    from .backends.redis import RedisBackend as RedisBackend
+    from .handlers.docker import DockerHandler as DockerHandler
+
 __all__ = [
     "AioflowError",
     "BackendUnavailableError",
@@ -88,6 +94,7 @@ __all__ = [
     "ContainerError",
     "ContainerMemoryError",
     "Critical",
+    "DockerHandler",
     "CycleLimitExceededError",
     "DeadLetteredError",
     "GroupFailedError",
@@ -106,6 +113,7 @@ __all__ = [
     "PayloadSignatureError",
     "PayloadTooLargeError",
     "QueueFullError",
+    "RedisBackend",
     "RemoteTaskError",
     "RetryPolicy",
     "RunHandle",
@@ -144,3 +152,16 @@ __all__ = [
     "task",
     "workflow",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: importing aioflow imports neither redis nor aiodocker.
+    if name == "RedisBackend":
+        from .backends.redis import RedisBackend
+
+        return RedisBackend
+    if name == "DockerHandler":
+        from .handlers.docker import DockerHandler
+
+        return DockerHandler
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -74,7 +74,7 @@ class Worker:
     closed when the worker closes, waiting for what they still account for).
 
     Args:
-        backend: the backend this worker serves.
+        backend: the backend this worker serves (a ``Backend``, or its URL).
         handlers: handlers by name (``"inline"`` is added when missing).
         instruments: objects with hooks (:mod:`aioflow.instruments`), told of every
             attempt this worker runs (``on_task_start``, ``on_task_end``).
@@ -87,7 +87,7 @@ class Worker:
 
     def __init__(
         self,
-        backend: Backend | None = None,
+        backend: Backend | str | None = None,
         *,
         handlers: Mapping[str, Handler] | None = None,
         instruments: Iterable[object] = (),
@@ -96,7 +96,11 @@ class Worker:
         keyring: Keyring | None = None,
         allow_pickled_code: bool = True,
     ) -> None:
-        self.backend = backend
+        if isinstance(backend, str):  # a URL: "redis://host:6379/0"
+            from .backends import open_backend
+
+            backend = open_backend(backend)
+        self.backend: Backend | None = backend
         self.worker_id = worker_id or _new_worker_id()
         self._handlers: dict[str, Handler] = {"inline": InlineHandler()}
         self._handlers.update(handlers or {})

@@ -17,6 +17,7 @@ URL                        backend
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import ConfigurationError
@@ -28,11 +29,15 @@ from .base import SessionStatistics as SessionStatistics
 from .base import Status as Status
 from .memory import MemoryBackend as MemoryBackend
 
+if TYPE_CHECKING:
+    from .redis import RedisBackend as RedisBackend
+
 __all__ = [
     "SCHEMES",
     "Backend",
     "Execution",
     "MemoryBackend",
+    "RedisBackend",
     "RunLink",
     "Session",
     "SessionStatistics",
@@ -115,3 +120,11 @@ def open_backend(url: str) -> Backend:
         f"unknown backend scheme {shown!r} (available: {', '.join(f'{n}://' for n in SCHEMES)})",
         hint=f"Backends available: {known}.",
     )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RedisBackend":  # imported on first use (it imports redis)
+        from .redis import RedisBackend
+
+        return RedisBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,6 +21,7 @@ import contextlib
 import heapq
 import math
 import secrets
+import time
 import urllib.parse
 from collections import defaultdict
 from collections.abc import AsyncIterator, Coroutine, Sequence
@@ -393,6 +394,13 @@ class RedisBackend(Backend):
                 )
             router = self._router = Router(self.client, self.prefix)
             await self._tg.start(router.run)
+            with contextlib.suppress(RedisError, OSError):
+                if not await self.client.zcount(self.keys.workers, time.time(), "+inf"):
+                    _log.warning(
+                        "no live worker on this backend: tasks wait in their queues "
+                        "until one starts (aioflow worker URL --import MODULE)",
+                        backend=self.describe(),
+                    )
         return router
 
     async def ensure_stream(self, queue: str, priority: int) -> bytes:
