@@ -436,18 +436,7 @@ class Scheduler:
 
     def _on_outcome(self, execution: Execution) -> None:
         node: Node = execution.token
-        # Accounted inline (the hot path): one call less per task.
-        node.current = None
-        self._inflight -= 1
-        if execution.started:
-            now = time.time()
-            node.duration += execution.duration
-            node.attempts = execution.attempt
-            if execution.attempt == 1:
-                node.executions += 1
-            if node.started_at is None:
-                node.started_at = now - execution.duration
-            node.finished_at = now
+        self._account(node, execution)
         status = execution.status
         requests = execution.requests
         if status is _SUCCEEDED and requests is None and self._journal is None:

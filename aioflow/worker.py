@@ -244,11 +244,14 @@ class Worker:
         started: Callable[[TaskCall], None] | None = None,
         before: Callable[[TaskCall], Awaitable[None]] | None = None,
         bounded: bool = True,
+        call_id: str = "",
     ) -> tuple[TaskResult, bytes]:
         """:meth:`execute`, returning the result too (not only its signed bytes).
 
         ``bounded=False``: the caller bounds concurrency itself (a backend serving
         this worker with ``concurrency`` slots), the worker's limiter is skipped.
+        ``call_id``: the id the caller knows the call by (its queue entry's), for the
+        result of a call that fails before its own id could be read.
         """
         keyring = self.keyring
         try:
@@ -256,7 +259,7 @@ class Worker:
         except SerializationError as exc:
             if exc.run_id is None or exc.task_name is None:
                 raise
-            return self._failure(exc.run_id, exc.task_name, exc.attempt or 1, exc, keyring)
+            return self._failure(call_id, exc.run_id, exc.task_name, exc.attempt or 1, exc, keyring)
         if self._limiter is None or not bounded:
             return await self._run(call, resources, started, before, keyring)
         async with self._limiter:
@@ -412,10 +415,16 @@ class Worker:
             return failed, encode_result(failed, keyring)
 
     def _failure(
-        self, run_id: str, task_name: str, attempt: int, exc: BaseException, keyring: Keyring
+        self,
+        call_id: str,
+        run_id: str,
+        task_name: str,
+        attempt: int,
+        exc: BaseException,
+        keyring: Keyring,
     ) -> tuple[TaskResult, bytes]:
         result = TaskResult(
-            call_id="",
+            call_id=call_id,
             run_id=run_id,
             task_name=task_name,
             attempt=attempt,

@@ -6,6 +6,7 @@ parent (orchestrating) process as well as in the measured child processes.
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -13,6 +14,7 @@ import platform
 import resource
 import subprocess
 import sys
+import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -212,3 +214,31 @@ def missing_peer(engine: str) -> str | None:
         "which is not installed (module not importable)\n"
         f"  hint: {PEER_INSTALL} (the benchmark peers; not part of the dev extra)\n"
     )
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an int >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def count_list(text: str) -> list[int]:
+    """An argparse type: ``"1,2,4"``, each >= 1."""
+    try:
+        values = [positive_int(s.strip()) for s in text.split(",") if s.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a list of counts: {text!r}") from exc
+    if not values:
+        raise argparse.ArgumentTypeError("no count given")
+    return values
+
+
+def record_failure(record: dict[str, Any], exc: BaseException) -> None:
+    """A child's measurement that raised: status ``error``, its peak memory, the
+    traceback on stderr (the parent reports it; nothing hangs or vanishes)."""
+    record["peak_rss_mb"] = peak_rss_mb()
+    record["status"] = "error"
+    record["error"] = f"{type(exc).__name__}: {exc}"[:2000]
+    traceback.print_exc(file=sys.stderr)

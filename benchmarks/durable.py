@@ -64,7 +64,6 @@ import statistics
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,13 +74,16 @@ if not __package__:  # run as a script: make the repository root importable
 
 from benchmarks._common import (
     ChildOutcome,
+    count_list,
     emit,
     fmt,
     machine_summary,
     missing_peer,
     package_version,
     peak_rss_mb,
+    positive_int,
     python_summary,
+    record_failure,
     run_child,
     verdict,
 )
@@ -373,10 +375,7 @@ def child_main(spec: dict[str, Any]) -> int:
         record["status"] = "wrong_result" if problems else "ok"
         record["error"] = "; ".join(problems) or None
     except BaseException as exc:  # report, never hang or vanish
-        record["peak_rss_mb"] = peak_rss_mb()
-        record["status"] = "error"
-        record["error"] = f"{type(exc).__name__}: {exc}"[:2000]
-        traceback.print_exc(file=sys.stderr)
+        record_failure(record, exc)
         emit(record)
         return 1
     emit(record)
@@ -392,23 +391,6 @@ class Job:
     shape: str
     n: int
     variant: str
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _size_list(text: str) -> list[int]:
-    try:
-        sizes = [_positive_int(s.strip()) for s in text.split(",") if s.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a list of sizes: {text!r}") from exc
-    if not sizes:
-        raise argparse.ArgumentTypeError("no size given")
-    return sizes
 
 
 def _variant_list(text: str) -> list[str]:
@@ -444,19 +426,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--chain-sizes",
-        type=_size_list,
+        type=count_list,
         help="comma-separated chain lengths; the first is the base of the scaling target "
         f"(default {','.join(map(str, DEFAULT_CHAIN_SIZES))})",
     )
     parser.add_argument(
         "--fanout-tasks",
-        type=_positive_int,
+        type=positive_int,
         help=f"width of the fan-out (default {DEFAULT_FANOUT_TASKS})",
     )
     parser.add_argument("--no-fanout", action="store_true", help="skip the fan-out runs")
     parser.add_argument(
         "--dbos-size",
-        type=_positive_int,
+        type=positive_int,
         help="run DBOS chains of at most this many steps (ratios at larger sizes are then "
         "marked invalid: they are only meaningful at equal size)",
     )
@@ -485,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--repeat",
-        type=_positive_int,
+        type=positive_int,
         help="fresh-process runs per measurement; the median is reported (default 3, quick 1)",
     )
     parser.add_argument(

@@ -48,7 +48,6 @@ import statistics
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +64,9 @@ from benchmarks._common import (
     missing_peer,
     package_version,
     peak_rss_mb,
+    positive_int,
     python_summary,
+    record_failure,
     run_child,
     verdict,
 )
@@ -327,10 +328,7 @@ def child_main(spec: dict[str, Any]) -> int:
         else:
             record["status"] = "ok"
     except BaseException as exc:  # report, never hang or vanish
-        record["peak_rss_mb"] = peak_rss_mb()
-        record["status"] = "error"
-        record["error"] = f"{type(exc).__name__}: {exc}"[:2000]
-        traceback.print_exc(file=sys.stderr)
+        record_failure(record, exc)
         emit(record)
         return 1
     emit(record)
@@ -347,13 +345,6 @@ class Job:
     n: int
     variant: str
     role: str  # "base" or "scale"
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _shape_list(text: str) -> list[str]:
@@ -385,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--tasks",
-        type=_positive_int,
+        type=positive_int,
         help=f"size N of each shape (default {DEFAULT_TASKS}; lattice is isqrt(N) x isqrt(N))",
     )
     parser.add_argument(
@@ -398,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--scale-tasks",
         "--size",
         dest="scale_tasks",
-        type=_positive_int,
+        type=positive_int,
         help=f"size of the aioflow-only scaling runs (default {DEFAULT_SCALE_TASKS})",
     )
     parser.add_argument(
@@ -417,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--graflow-tasks",
         "--graflow-size",
         dest="graflow_tasks",
-        type=_positive_int,
+        type=positive_int,
         help="run graflow at this size instead of --tasks (ratios are then marked invalid: "
         "they are only meaningful at equal size)",
     )
@@ -436,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--repeat",
-        type=_positive_int,
+        type=positive_int,
         help="fresh-process runs per measurement; the median is reported (default 3, quick 1)",
     )
     parser.add_argument(

@@ -77,9 +77,11 @@ if not __package__:  # run as a script: make the repository root importable
 
 from benchmarks._common import (
     PEER_INSTALL,
+    count_list,
     emit,
     fmt,
     machine_summary,
+    positive_int,
     python_summary,
     run_child,
     verdict,
@@ -792,23 +794,6 @@ def print_summary(
     err.flush()
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [_positive_int(s.strip()) for s in text.split(",") if s.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a list of counts: {text!r}") from exc
-    if not values:
-        raise argparse.ArgumentTypeError("no count given")
-    return values
-
-
 def _engine_list(choices: Sequence[str]) -> Callable[[str], list[str]]:
     def parse(text: str) -> list[str]:
         names = [s.strip() for s in text.split(",") if s.strip()]
@@ -854,17 +839,17 @@ def build_parser() -> argparse.ArgumentParser:
         "default: aioflow plus --vs",
     )
     parser.add_argument(
-        "--tasks", type=_positive_int, default=DEFAULT_TASKS, help="tasks per batch (20000)"
+        "--tasks", type=positive_int, default=DEFAULT_TASKS, help="tasks per batch (20000)"
     )
     parser.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_WORKERS,
         help="worker processes (2), each with concurrency 32; latency is measured here",
     )
     parser.add_argument(
         "--scale",
-        type=_int_list,
+        type=count_list,
         default=None,
         metavar="W,W,...",
         help="throughput at each of these worker counts too, e.g. 1,2,4 (the scale curve)",

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Self
 
 import redis
+from processes import die_with_parent, stop
 
 INSTALL_HINT = (
     "redis-server is not installed: the Redis tests need a real server. Install it "
@@ -88,6 +89,7 @@ class RedisServer:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
             )
             if self._wait_until_ready():
                 return
@@ -113,14 +115,8 @@ class RedisServer:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()  # by PID: this server only
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        if process is not None:
+            stop([process], timeout=5)  # by PID: this server only
 
     def __enter__(self) -> Self:
         self.start()

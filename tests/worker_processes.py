@@ -27,19 +27,9 @@ from types import TracebackType
 from typing import Self
 
 import redis
+from processes import die_with_parent, stop
 
 TESTS = Path(__file__).resolve().parent
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Linux: the worker gets SIGTERM if the test process dies without stopping it
-    (pytest-timeout, a crash), so no worker outlives its tests."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 class WorkerProcesses:
@@ -84,7 +74,7 @@ class WorkerProcesses:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         else:
             with open(self.log_dir / f"w{n}.log", "wb") as log:  # the child keeps its copy
@@ -141,15 +131,7 @@ class WorkerProcesses:
         return process.wait(timeout=60)
 
     def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()  # by PID: ours only
-        for process in self.processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        stop(self.processes)
 
     def __enter__(self) -> Self:
         self.start()

@@ -30,7 +30,6 @@ taken but not started, handed back to its stream at once (``HANDBACK``).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import socket
 import time
@@ -45,7 +44,14 @@ from .._executors import ExecutorPool
 from ..errors import DeadLetteredError, SerializationError, TaskCancelledError
 from ..observability.logging import get_logger
 from ..observability.stats import count_outcomes
-from ..serialization import Keyring, PayloadKind, TaskCall, TaskResult, decode_value
+from ..serialization import (
+    Keyring,
+    PayloadKind,
+    TaskCall,
+    TaskResult,
+    decode_call,
+    decode_value,
+)
 from ..serialization.results import ErrorInfo, decode_result, encode_result
 from ..task import parse_rate_limit
 from ..worker import RunResources
@@ -293,7 +299,6 @@ class Serving:
     # --- streams -----------------------------------------------------------------------
 
     async def _load_streams(self) -> None:
-        registry = await self.client.hgetall(self.keys.queues)
         for queue in self.queues:  # a queue nobody submitted to yet: its default stream
             await self.backend.ensure_stream(queue, 0)
         registry = await self.client.hgetall(self.keys.queues)
@@ -438,17 +443,16 @@ class Serving:
 
         try:
             result, data = await self.worker.execute_call(
-                entry.data, resources, before=before, bounded=False
+                entry.data,
+                resources,
+                before=before,
+                bounded=False,
+                call_id=entry.call_id.decode(errors="replace"),
             )
         except SerializationError as exc:  # tampered, garbage, signed with another key
             await self._dead_letter(entry, f"{type(exc).__name__}: {exc}")
             return
         self._release(entry)
-        if result.call_id != entry.call_id.decode(errors="replace"):
-            # A call whose arguments could not be loaded here fails without its id
-            # having been read: the outcome names the entry's call.
-            result = dataclasses.replace(result, call_id=entry.call_id.decode(errors="replace"))
-            data = encode_result(result, self.keyring)
         if entry.handback and result.status == "cancelled":
             self.handbacks.append(entry)
         else:
@@ -497,8 +501,6 @@ class Serving:
         task_name = "?"
         attempt = 1
         with contextlib.suppress(Exception):
-            from ..serialization import decode_call
-
             call = decode_call(entry.data, self.keyring, allow_pickled_code=False)
             task_name, attempt = call.task_name, call.attempt
         if not entry.reply:  # an entry without it: ask where its coordinator listens

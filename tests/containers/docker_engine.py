@@ -18,7 +18,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -26,21 +25,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from processes import die_with_parent, stop
+
 INSTALL_HINT = (
     "dockerd is not installed: the container tests need a real Docker Engine. Install it "
     "(Debian/Ubuntu: apt-get install -y docker.io); .ci/run (.ci/docker.sh) installs it "
     "when it is missing. The tests start and stop their own daemon."
 )
-
-
-def _die_with_parent() -> None:
-    """In the child: SIGTERM when the test process dies (killed: no fixture teardown)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the teardown (or .ci/run's trap) stops it
-        pass
 
 
 class DockerMissing(RuntimeError):
@@ -109,7 +100,7 @@ class DockerEngine:
             stdin=subprocess.DEVNULL,
             env=env,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         log.close()
         pids = os.environ.get("AIOFLOW_TEST_DOCKERD_PIDS")  # .ci/run's safety net
@@ -129,13 +120,8 @@ class DockerEngine:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)  # by PID: the daemon we started, only
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        if process is not None:
+            stop([process], timeout=30)  # by PID: the daemon we started, only
         shutil.rmtree(self.directory / "data", ignore_errors=True)
         shutil.rmtree(self.directory / "exec", ignore_errors=True)
 
