@@ -511,12 +511,13 @@ class Scheduler:
     ) -> None:
         node.state = BACKOFF
         self._events.task_retrying(node.name, execution.attempt, error, delay)
-        self._log.info(
+        self._log.warning(
             "task attempt failed; retrying",
             task_name=node.name,
             attempt=execution.attempt,
             error=repr(error),
             delay=delay,
+            exc_info=error,
         )
         self._calls += 1  # a unique tie-breaker for the heap
         due = anyio.current_time() + delay
@@ -598,6 +599,7 @@ class Scheduler:
     def _on_failure(self, node: Node, exc: BaseException) -> None:
         self._set_failed(node, exc)
         if not node.groups:
+            self._log_failed(node, exc)
             self._emit_failed(node, exc, tolerated=False)
             self._fail_task(node, exc)
             return
@@ -611,6 +613,7 @@ class Scheduler:
                 self._policy_failed(group, policy_error)
                 return
             if fail_now:
+                self._log_failed(node, exc)
                 self._emit_failed(node, exc, tolerated=False)
                 self._fail_group(group)
                 return
@@ -620,8 +623,20 @@ class Scheduler:
             task_name=node.name,
             attempt=node.attempts,
             error=repr(exc),
+            exc_info=exc,
         )
         self._complete(node)
+
+    def _log_failed(self, node: Node, exc: BaseException) -> None:
+        """A task failed for good (timeouts included): an error line with its traceback;
+        a cancelled one is a debug line (a cancelled run cancels many)."""
+        if isinstance(exc, TaskCancelledError):
+            if self._debug:
+                self._log.debug("task cancelled", task_name=node.name, attempt=node.attempts)
+            return
+        self._log.error(
+            "task failed", task_name=node.name, attempt=node.attempts, error=repr(exc), exc_info=exc
+        )
 
     def _emit_failed(self, node: Node, exc: BaseException, *, tolerated: bool) -> None:
         self._events.task_failed(node.name, node.attempts, exc, tolerated)

@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Iterator
 
+import anyio
 import pytest
 
 import aioflow
@@ -68,3 +69,37 @@ async def test_json_logs_carry_run_task_and_attempt(json_logs: io.StringIO) -> N
     finished = next(line for line in lines if line["event"] == "run finished")
     assert finished["status"] == "succeeded" and finished["run_id"] == "run-42"
     assert result.status == "succeeded"
+
+
+@task(timeout=0.05)
+async def stuck() -> None:
+    await anyio.sleep(10)
+
+
+@task
+async def broken() -> None:
+    raise ValueError("bad row")
+
+
+async def test_failures_are_logged_at_their_level_with_the_error(
+    json_logs: io.StringIO,
+) -> None:
+    with workflow("failing") as wf:
+        flaky.bind(chatty=1) >> broken
+    with pytest.raises(aioflow.WorkflowFailedError):
+        await aioflow.run(wf, run_id="run-fail")
+    with workflow("stuck") as stuck_wf:
+        stuck_wf.add(stuck)
+    with pytest.raises(aioflow.WorkflowFailedError):
+        await aioflow.run(stuck_wf, run_id="run-stuck")
+    lines = [json.loads(line) for line in json_logs.getvalue().splitlines()]
+    retry = next(line for line in lines if "retrying" in line["event"])
+    assert retry["level"] == "warning" and retry["task_name"] == "flaky"
+    assert "ConnectionError: blip" in retry["exception"]
+    failed = {line["task_name"]: line for line in lines if line["event"] == "task failed"}
+    assert set(failed) == {"stuck", "broken"}
+    assert failed["broken"]["run_id"] == "run-fail"
+    assert "ValueError: bad row" in failed["broken"]["exception"]
+    assert failed["stuck"]["run_id"] == "run-stuck"
+    assert "TaskTimeoutError" in failed["stuck"]["exception"]
+    assert {line["level"] for line in failed.values()} == {"error"}
