@@ -15,6 +15,13 @@ the same stream (no network is needed), and the control requests
 travel back in the result. Everything the task prints, and aioflow's logs (JSON
 lines), go to stderr, which the handler forwards to the run's log.
 
+A call that carries a trace context (``TaskCall.trace``, the attempt span's on the
+handler's side) is traced here when the OpenTelemetry SDK is in the image: the
+worker's ``aioflow.task`` span is a child of that context, spans the task's code
+makes are its children, and the spans finished during the call go back in a
+``SPANS`` frame before the result (:mod:`aioflow.handlers._docker_otel`). Otherwise
+OpenTelemetry is never imported.
+
 One call after another until stdin ends (a warm pool container serves many);
 when stdin ends while a task runs, nobody can receive its result: the process
 exits at once (status 3).
@@ -30,7 +37,7 @@ import socket
 import sys
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
@@ -46,10 +53,14 @@ from .handlers._docker_wire import (
     frame,
 )
 from .observability.logging import LOGGER_NAME, configure_logging, get_logger
-from .serialization import Keyring, TaskRef
+from .serialization import Keyring, TaskRef, call_trace
 from .serialization.envelope import max_payload_bytes_from_env
 from .task import Task
 from .worker import RunResources, Worker
+
+if TYPE_CHECKING:
+    from .handlers._docker_otel import SpanCollector
+    from .observability.tracing import Tracing
 
 __all__ = ["main"]
 
@@ -270,9 +281,49 @@ def _next_tasks_by_name(data: bytes, keyring: Keyring) -> bytes:
     return encode_result(TaskResult(**fields), keyring)
 
 
+class _Tracer:
+    """The SDK of this container, set up on the first traced call (never, without one)."""
+
+    def __init__(self) -> None:
+        self._tried = False
+        self._installed: tuple[Tracing, SpanCollector] | None = None
+
+    def get(self) -> tuple[Tracing, SpanCollector] | None:
+        if not self._tried:
+            self._tried = True
+            try:
+                from .handlers._docker_otel import install
+            except ImportError:  # no SDK in the image: calls run untraced
+                _log.debug("traced call, but no OpenTelemetry SDK in the image")
+                return None
+            try:
+                self._installed = install()
+            except Exception as exc:  # tracing never stops a task
+                _log.warning("tracing not set up", error=f"{type(exc).__name__}: {exc}")
+        return self._installed
+
+
+def _spans_frame(
+    collector: SpanCollector, carrier: dict[str, str], keyring: Keyring
+) -> bytes | None:
+    from .handlers._docker_spans import carrier_trace_id, encode_spans
+
+    trace_id = carrier_trace_id(carrier)
+    if trace_id is None:
+        collector.take()
+        return None
+    try:
+        records = collector.records(trace_id)
+        return encode_spans(records, keyring) if records else None
+    except Exception as exc:  # spans never cost the result
+        _log.warning("container spans not sent", error=f"{type(exc).__name__}: {exc}")
+        return None
+
+
 async def _serve(link: _Link) -> int:
     worker_id = f"container-{socket.gethostname()}"
     limit = max_payload_bytes_from_env()
+    tracer = _Tracer()
     while True:
         item = await anyio.to_thread.run_sync(link.next_call, abandon_on_cancel=True)
         if item is None:
@@ -282,10 +333,20 @@ async def _serve(link: _Link) -> int:
         link.keyring = keyring
         link.busy = True
         resources = RunResources(channel=_RemoteChannel(link), view=_RemoteView(link))
-        async with Worker(concurrency=None, worker_id=worker_id, keyring=keyring) as worker:
+        carrier = call_trace(payload, keyring)
+        traced = tracer.get() if carrier else None
+        if traced is not None:
+            traced[1].take()  # what ended after the last call is not this call's
+        instruments = [traced[0]] if traced is not None else []
+        async with Worker(
+            concurrency=None, worker_id=worker_id, keyring=keyring, instruments=instruments
+        ) as worker:
             data = await worker.execute(payload, resources)
         data = _next_tasks_by_name(data, keyring)
+        spans = _spans_frame(traced[1], carrier, keyring) if traced is not None else None
         link.busy = False
+        if spans is not None:
+            link.send(FrameKind.SPANS, spans)
         link.send(FrameKind.RESULT, data)
 
 

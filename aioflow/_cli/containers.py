@@ -141,6 +141,7 @@ def cmd_build_image(args: argparse.Namespace, consoles: Consoles) -> int:
             args.module,
             docker_host=args.docker_host,
             exclude=("rich",) if args.exclude is None else args.exclude,
+            otel=args.otel,
         )
     )
     consoles.err.print(f"built {args.tag} ({image_id[:19]})", soft_wrap=True)
@@ -183,7 +184,7 @@ def add_containers(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "build-image",
         parents=[common, host],
         help="pack this Python environment into a local image (no registry needed)",
-        epilog="example: aioflow containers build-image myflows:1 --module myflows",
+        epilog="example: aioflow containers build-image myflows:1 --module myflows --otel",
     )
     build.add_argument("tag", metavar="TAG", help="the image's name:tag")
     build.add_argument(
@@ -199,5 +200,11 @@ def add_containers(subparsers: Any, common: argparse.ArgumentParser) -> None:
         default=None,
         metavar="DIST",
         help="a distribution to leave out (repeatable; default: rich, for the CLI only)",
+    )
+    build.add_argument(
+        "--otel",
+        action="store_true",
+        help="add the OpenTelemetry SDK (opentelemetry-sdk and its requirements): traced "
+        "calls are then traced inside the container too",
     )
     build.set_defaults(command=cmd_build_image)

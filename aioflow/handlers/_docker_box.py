@@ -37,6 +37,7 @@ API_TIMEOUT = 30.0
 _STDERR_TAIL = 40  # lines of stderr kept for error messages
 _LEVELS = {name: getattr(logging, name.upper()) for name in ("debug", "info", "warning", "error")}
 _LEVELS["critical"] = logging.CRITICAL
+_HOST_IDS = ("run_id", "task_name", "attempt", "worker_id", "container_id", "trace_id", "span_id")
 
 
 class Box:
@@ -136,6 +137,9 @@ class Box:
                 self._flush_stderr(log)
                 continue
             self._ready.extend(self._frames.feed(message.data))
+            if self._frames.dropped:
+                sizes, self._frames.dropped = self._frames.dropped, []
+                log.warning("container spans dropped: the frame is over the size limit", size=sizes)
         return self._ready.popleft()
 
     def _flush_stderr(self, log: structlog.stdlib.BoundLogger, *, final: bool = False) -> None:
@@ -201,7 +205,10 @@ def _forward(log: structlog.stdlib.BoundLogger, line: str) -> None:
             level = _LEVELS.get(str(record.pop("level", "info")).lower(), logging.INFO)
             event = record.pop("event")
             record.pop("timestamp", None)
-            for key in ("run_id", "task_name", "attempt"):  # bound on ``log`` already
+            # Bound on ``log`` already: the task's ids as the handler knows them (the
+            # worker's id, and the host's span, not the container's: its spans come
+            # back with new ids).
+            for key in _HOST_IDS:
                 record.pop(key, None)
             log.log(level, event, source="container", **record)
             return
@@ -213,8 +220,14 @@ async def read_until_result(
     log: structlog.stdlib.BoundLogger,
     serve: Callable[[bytes], Coroutine[Any, Any, None]],
     tg: anyio.abc.TaskGroup,
+    on_spans: Callable[[bytes], None] | None = None,
 ) -> bytes | None:
-    """Serve the container's requests until it sends its result (None: it ended first)."""
+    """Serve the container's requests until it sends its result (None: it ended first).
+
+    A SPANS frame goes to ``on_spans`` (dropped, and logged, without one or when a
+    second one comes for the same call).
+    """
+    spans_seen = False
     while True:
         item = await box.next_frame(log)
         if item is None:
@@ -224,6 +237,13 @@ async def read_until_result(
             return body
         if kind is FrameKind.REQUEST:
             tg.start_soon(serve, body)
+            continue
+        if kind is FrameKind.SPANS:
+            if on_spans is None or spans_seen:
+                log.warning("container spans dropped: not expected", size=len(body))
+            else:
+                on_spans(body)
+            spans_seen = True
             continue
         raise SerializationError(
             f"unexpected {kind.name} frame from a container",

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
+from ..observability.propagation import context_carrier
 from ..serialization import TaskCall, TaskRef
 
 if TYPE_CHECKING:
@@ -165,7 +166,8 @@ def call_of(
     ref: TaskRef,
 ) -> TaskCall:  # fmt: skip
     """The call of one attempt, as the container's worker runs it (inline, no deadline:
-    the handler enforces the deadline by killing the container)."""
+    the handler enforces the deadline by killing the container). Its ``trace`` is the
+    carrier of the current span (the attempt's, when it is traced; else empty)."""
     from ..context import TaskContext
 
     context: list[str | int] = []
@@ -198,4 +200,5 @@ def call_of(
             "priority": options.priority,
             "context": context,
         },
+        trace=context_carrier(),
     )

@@ -9,9 +9,11 @@ root filesystem made of
 * the C libraries the interpreter and every extension module copied link
   (found with ``ldd``), at the paths they have here;
 * aioflow and the distributions it requires (its runtime dependencies, with
-  theirs), and the modules named with ``--module``, from where this process
-  imports them, in the image's ``site-packages``, with their bytecode compiled
-  (the root filesystem is read-only: nothing could be cached at run time);
+  theirs), with ``--otel`` the OpenTelemetry SDK (``opentelemetry-sdk`` and what it
+  requires: traced calls are traced inside too), and the modules named with
+  ``--module``, from where this process imports them, in the image's
+  ``site-packages``, with their bytecode compiled (the root filesystem is
+  read-only: nothing could be cached at run time);
 * ``/etc/passwd`` and ``/etc/group`` with ``nobody`` (65534), an empty ``/tmp``.
 
 It is written to a temporary tar file and given to the Docker Engine as
@@ -37,7 +39,10 @@ from typing import IO, Any
 
 from ..errors import ConfigurationError
 
-__all__ = ["RootFs", "collect_rootfs", "write_rootfs"]
+__all__ = ["OTEL_DISTRIBUTIONS", "RootFs", "build_image", "collect_rootfs", "write_rootfs"]
+
+#: What ``--otel`` adds (with their requirements): the SDK a traced call needs inside.
+OTEL_DISTRIBUTIONS = ("opentelemetry-sdk",)
 
 # Parts of the standard library a task never needs (and the base site-packages:
 # the image's site-packages holds exactly what is selected).
@@ -324,14 +329,24 @@ async def build_image(
     *,
     docker_host: str | None = None,
     exclude: Sequence[str] = ("rich",),
+    otel: bool = False,
 ) -> str:
     """Pack this environment (see the module documentation) into the image ``tag``.
+
+    Args:
+        tag: the image's ``name:tag``.
+        modules: importable modules or packages to copy in (the tasks' code).
+        docker_host: the engine (default ``DOCKER_HOST``).
+        exclude: distributions to leave out (default ``rich``, for the CLI only).
+        otel: add the OpenTelemetry SDK (:data:`OTEL_DISTRIBUTIONS`), so that traced
+            calls are traced inside the container.
 
     Returns:
         The new image's id.
 
     Raises:
-        ConfigurationError: not on Linux, a module cannot be found, a bad tag.
+        ConfigurationError: not on Linux, a module cannot be found, a bad tag, or
+            ``otel`` without the SDK installed here (``pip install "aioflow[otel]"``).
         BackendUnavailableError: the Docker Engine cannot be reached.
         ContainerError: the engine refused the import.
     """
@@ -346,7 +361,20 @@ async def build_image(
     repo, _, version = tag.rpartition(":") if ":" in tag.rpartition("/")[2] else (tag, "", "")
     if not repo:
         raise ConfigurationError(f"not an image tag: {tag!r}", hint="For example myimage:1.")
-    fs = await anyio.to_thread.run_sync(lambda: collect_rootfs(modules, exclude=exclude))
+    include = ["aioflow"]
+    if otel:
+        for name in OTEL_DISTRIBUTIONS:
+            try:
+                metadata.distribution(name)
+            except metadata.PackageNotFoundError:
+                raise ConfigurationError(
+                    f"--otel: the distribution {name!r} is not installed here",
+                    hint='pip install "aioflow[otel]" in the environment the image is made of.',
+                ) from None
+            include.append(name)
+    fs = await anyio.to_thread.run_sync(
+        lambda: collect_rootfs(modules, include=include, exclude=exclude)
+    )
     with tempfile.TemporaryFile(prefix="aioflow-rootfs-") as tar:
         await anyio.to_thread.run_sync(write_rootfs, fs, tar)
         tar.seek(0)

@@ -13,6 +13,10 @@ CALL      in          a ``TaskCall`` signed with that key
 REQUEST   out         ``[id, op, args]`` (a signed ``CONTROL`` value): ``ctx.channel``
                       and ``ctx.result`` / ``ctx.inputs`` served by the handler
 ANSWER    in          ``[id, ok, value | [type, message, hint]]`` (signed ``CONTROL``)
+SPANS     out         the spans the call finished in the container, when it was traced
+                      (a non-empty ``TaskCall.trace``): a list of plain records
+                      (:mod:`._docker_spans`), msgpack, signed ``CONTROL``; before
+                      the RESULT, at most one per call
 RESULT    out         the ``TaskResult`` signed with the per-execution key
 ========  ==========  ===============================================================
 
@@ -57,6 +61,7 @@ class FrameKind(enum.IntEnum):
     REQUEST = 3
     ANSWER = 4
     RESULT = 5
+    SPANS = 6
 
 
 def frame(kind: FrameKind, body: bytes) -> bytes:
@@ -65,13 +70,16 @@ def frame(kind: FrameKind, body: bytes) -> bytes:
 
 
 class FrameReader:
-    """Cuts a byte stream into frames; refuses one larger than ``limit`` bytes."""
+    """Cuts a byte stream into frames; refuses one larger than ``limit`` bytes (a SPANS
+    frame that large is skipped instead, and its size added to :attr:`dropped`)."""
 
-    __slots__ = ("_buffer", "_limit")
+    __slots__ = ("_buffer", "_limit", "_skip", "dropped")
 
     def __init__(self, limit: int) -> None:
         self._buffer = bytearray()
         self._limit = limit
+        self._skip = 0  # bytes of a skipped frame still to come
+        self.dropped: list[int] = []  # sizes of the SPANS frames skipped
 
     def feed(self, data: bytes) -> list[tuple[FrameKind, bytes]]:
         """Add ``data``; return the frames now complete, in order.
@@ -83,8 +91,22 @@ class FrameReader:
         buffer = self._buffer
         buffer += data
         frames: list[tuple[FrameKind, bytes]] = []
-        while len(buffer) >= HEADER.size:
+        while True:
+            if self._skip:
+                skipped = min(self._skip, len(buffer))
+                del buffer[:skipped]
+                self._skip -= skipped
+                if self._skip:
+                    break
+            if len(buffer) < HEADER.size:
+                break
             raw_kind, length = HEADER.unpack_from(buffer)
+            if length > self._limit + HEADER.size and raw_kind == FrameKind.SPANS:
+                # Telemetry never fails a call: too many spans are dropped (and logged).
+                del buffer[: HEADER.size]
+                self._skip = length
+                self.dropped.append(length)
+                continue
             if length > self._limit + HEADER.size:
                 raise PayloadTooLargeError(
                     f"a container stream frame announces {length} bytes, more than the "

@@ -6,7 +6,9 @@ container's attached stdin, where ``<python> -m aioflow.container``
 (:mod:`aioflow.container`) runs it and writes back the signed result; the task's
 ``ctx.channel``, ``ctx.result`` and ``ctx.inputs`` are served over the same
 stream, its control requests come back in the result, and its stderr goes to the
-run's log. See ``docs/containers.md``.
+run's log. A traced attempt's trace context goes in with the call, and the spans
+made inside come back before the result, to be re-created under the attempt's span
+(:mod:`._docker_spans`). See ``docs/containers.md``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from ._docker_config import call_of, check_env, check_mounts, labels, parse_size
 from ._docker_errors import UNREACHABLE_HINT, engine_error
 from ._docker_pool import Pool
 from ._docker_serve import serve_request
+from ._docker_spans import relay_container_spans
 from ._docker_wire import KEY_BYTES, FrameKind
 from .base import Handler
 
@@ -284,24 +287,40 @@ class DockerHandler(Handler):
         if pool is None:
             box = await self._start_box(ctx, pool=False)
             try:
-                data = await self._exchange(box, key, keyring, payload, ctx)
+                data = await self._exchange(box, key, keyring, payload, ctx, call.trace)
             finally:
                 await box.remove()
         else:
             box = await pool.acquire(ctx)
             ok = False
             try:
-                data = await self._exchange(box, key, keyring, payload, ctx)
+                data = await self._exchange(box, key, keyring, payload, ctx, call.trace)
                 ok = True
             finally:
                 await pool.release(box, reuse=ok and box.tasks < self.max_tasks_per_container)
         return self._outcome(data, keyring, call.call_id, ctx)
 
     async def _exchange(
-        self, box: Box, key: bytes, keyring: Keyring, payload: bytes, ctx: TaskContext
+        self,
+        box: Box,
+        key: bytes,
+        keyring: Keyring,
+        payload: bytes,
+        ctx: TaskContext,
+        trace: Mapping[str, str],
     ) -> bytes:
-        log = box.log.bind(run_id=ctx.run_id, task_name=ctx.task_name, attempt=ctx.attempt)
+        ids: dict[str, Any] = {
+            "run_id": ctx.run_id,
+            "task_name": ctx.task_name,
+            "attempt": ctx.attempt,
+        }
+        if ctx.worker_id is not None:
+            ids["worker_id"] = ctx.worker_id
+        # Lines forwarded from the container's stderr carry these, and (added by the
+        # logging processors, in this attempt's context) the trace and span ids.
+        log = box.log.bind(**ids)
         box.broken = True  # until the result is in
+        spans: list[bytes] = []
         try:
             await box.send(FrameKind.KEY, key)
             await box.send(FrameKind.CALL, payload)
@@ -310,12 +329,15 @@ class DockerHandler(Handler):
                 await serve_request(body, ctx, keyring, box, allow_pickle=self.allow_pickle)
 
             async with anyio.create_task_group() as tg:
-                data = await read_until_result(box, log, serve, tg)
+                data = await read_until_result(box, log, serve, tg, spans.append if trace else None)
                 tg.cancel_scope.cancel()  # requests still served after the result: moot
         except (AioflowError, anyio.get_cancelled_exc_class()):
             raise
         except Exception as exc:
             raise engine_error(exc, f"the container of task {ctx.task_name!r}", image=None) from exc
+        if spans:  # also of a failed attempt: they say where it failed
+            root = {"aioflow.container.id": box.id, "aioflow.container.image": self.image}
+            relay_container_spans(spans[0], keyring, trace, root, log)
         if data is None:
             raise await box.exit_error(None if self.memory is None else str(self.memory))
         box.broken = False

@@ -11,11 +11,18 @@ Nothing here imports OpenTelemetry; a tracing instrument
 * **Worker.** While an attempt executes, :func:`current_call` is the ``TaskCall``
   it came in (set by the worker runtime in the attempt's own context), so an
   instrument's ``on_task_start`` finds the carrier, the queue and the enqueue time.
+* **Containers.** A handler that runs an attempt in another process of its own (a
+  ``DockerHandler``) asks :func:`context_carrier` for the carrier of the *current*
+  context (the attempt's span) to put in the call it sends, and gives the spans
+  that come back with the result, as plain records, to :func:`relay_spans`, which
+  re-creates them in this process's tracer. Both are hooks a tracing instrument
+  registers (:func:`register_span_relay`); without one, the carrier is empty and
+  nothing is relayed, for the price of a global lookup.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -23,12 +30,18 @@ if TYPE_CHECKING:
     from ..serialization import TaskCall
 
 __all__ = [
+    "CarrierSource",
     "Injector",
+    "SpanRelay",
+    "context_carrier",
     "current_call",
     "inject",
     "register_injector",
+    "register_span_relay",
+    "relay_spans",
     "set_current_call",
     "unregister_injector",
+    "unregister_span_relay",
 ]
 
 #: ``injector(task_name, options) -> carrier``: the trace context of one call of a run
@@ -38,6 +51,17 @@ Injector = Callable[[str, Mapping[str, Any]], dict[str, str]]
 # Run id -> its injector. Written only by tracing instruments' run hooks (on the run's
 # loop); read by the run's backend session on the same loop.
 _injectors: dict[str, Injector] = {}
+
+#: ``source() -> carrier``: the trace context of the current context (empty: none).
+CarrierSource = Callable[[], dict[str, str]]
+
+#: ``relay(records, carrier, root_attributes) -> spans made``: re-create spans finished
+#: in another process (plain records, see :mod:`aioflow.handlers._docker_spans`) under
+#: the span of ``carrier``; ``root_attributes`` go on the ones whose parent is that span.
+SpanRelay = Callable[[Sequence[Mapping[str, Any]], Mapping[str, str], Mapping[str, Any]], int]
+
+# The tracing instrument made last registers itself (as it does for log lines' ids).
+_span_relay: tuple[CarrierSource, SpanRelay] | None = None
 
 _call: ContextVar[TaskCall | None] = ContextVar("aioflow_current_call", default=None)
 
@@ -75,3 +99,54 @@ def current_call() -> TaskCall | None:
 def set_current_call(call: TaskCall | None) -> None:
     """Set by the worker runtime in the attempt's context, when the attempt starts."""
     _call.set(call)
+
+
+def register_span_relay(source: CarrierSource, relay: SpanRelay) -> None:
+    """Make :func:`context_carrier` and :func:`relay_spans` use these (replacing any)."""
+    global _span_relay
+    _span_relay = (source, relay)
+
+
+def unregister_span_relay(source: CarrierSource | None = None) -> None:
+    """Forget the span relay (only ``source``'s, when given)."""
+    global _span_relay
+    if source is None or (_span_relay is not None and _span_relay[0] == source):
+        _span_relay = None
+
+
+def context_carrier() -> dict[str, str]:
+    """The trace-context carrier (W3C ``traceparent``...) of the current span, for a call
+    that another process runs on this attempt's behalf; empty when nothing is traced.
+
+    A source that raises, or returns something else than ``dict[str, str]``, yields an
+    empty carrier: tracing never stops a task.
+    """
+    hooks = _span_relay
+    if hooks is None:
+        return {}
+    try:
+        carrier = hooks[0]()
+    except Exception:
+        return {}
+    if type(carrier) is not dict or not all(
+        type(k) is str and type(v) is str for k, v in carrier.items()
+    ):
+        return {}
+    return carrier
+
+
+def relay_spans(
+    records: Sequence[Mapping[str, Any]],
+    carrier: Mapping[str, str],
+    root_attributes: Mapping[str, Any],
+) -> int:
+    """Re-create ``records`` (spans finished elsewhere) in this process's tracer, under
+    the span of ``carrier``; the number of spans made (0: no relay registered).
+
+    Raises:
+        Exception: what the relay raised (the caller logs it; a task never fails of it).
+    """
+    hooks = _span_relay
+    if hooks is None or not records:
+        return 0
+    return hooks[1](records, carrier, root_attributes)

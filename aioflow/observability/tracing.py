@@ -21,14 +21,20 @@ span                   kind        made
 
 While an attempt runs, its ``aioflow.task`` span is the current span, so spans the
 task's own code makes are its children, and aioflow log lines carry its
-``trace_id`` and ``span_id``. OpenTelemetry is imported only when a ``Tracing`` is
-made (``pip install "aioflow[otel]"``); with no SDK configured (the API's no-op
-provider) a run's spans do not record, and the instrument stops at the run span.
+``trace_id`` and ``span_id``. An attempt a ``DockerHandler`` runs in a container is
+traced there too: the call carries the attempt span's context, and the spans made
+inside (the container's ``aioflow.task``, and the task code's) come back with the
+result and are re-created here as its children (the instrument made last relays
+them: :func:`~aioflow.observability.propagation.register_span_relay`).
+
+OpenTelemetry is imported only when a ``Tracing`` is made (``pip install
+"aioflow[otel]"``); with no SDK configured (the API's no-op provider) a run's spans
+do not record, and the instrument stops at the run span.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .. import events as ev
@@ -36,7 +42,12 @@ from .._optional import require
 from ..context import _current
 from ..errors import TaskTimeoutError
 from .logging import set_trace_ids_source
-from .propagation import current_call, register_injector, unregister_injector
+from .propagation import (
+    current_call,
+    register_injector,
+    register_span_relay,
+    unregister_injector,
+)
 
 
 def _hook(name: str) -> Any:
@@ -105,6 +116,7 @@ class Tracing:
         self._tasks: dict[tuple[str, str], Any] = {}  # (run id, task) -> attempt span
         self._sends: dict[tuple[str, str], Any] = {}  # (run id, task) -> publish span
         set_trace_ids_source(self._current_ids)
+        register_span_relay(self._carrier, self._relay)
 
     # --- near-zero cost without an SDK ---------------------------------------------------
 
@@ -282,6 +294,65 @@ class Tracing:
                 span.set_attribute("aioflow.task.cancel_reason", getattr(event, "reason", ""))
             span.end()
 
+    # --- spans of another process (an attempt in a container) --------------------------
+
+    def _carrier(self) -> dict[str, str]:
+        """The carrier of the current span (the attempt's, in a handler); empty: none."""
+        if not self._trace.get_current_span().get_span_context().is_valid:
+            return {}
+        carrier: dict[str, str] = {}
+        self._propagate.inject(carrier)
+        return carrier
+
+    def _relay(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        carrier: Mapping[str, str],
+        root_attributes: Mapping[str, Any],
+    ) -> int:
+        """Re-create spans finished elsewhere (validated records) under ``carrier``'s span.
+
+        They get new span ids here: parents are made before their children, whose
+        parent is mapped to the new id; a record whose parent is not among them goes
+        under the carrier's span, with ``root_attributes``.
+        """
+        trace = self._trace
+        above = trace.get_current_span(self._propagate.extract(carrier)).get_span_context()
+        if not above.is_valid:
+            return 0
+        made: dict[str, Any] = {}  # a record's span id -> the context of its new span
+        for record in _parents_first(records):
+            parent = made.get(record["parent_span_id"])
+            attributes = dict(record["attributes"])
+            if parent is None:
+                parent = above
+                attributes.update(root_attributes)
+            span = self._tracer.start_span(
+                record["name"],
+                context=trace.set_span_in_context(trace.NonRecordingSpan(parent)),
+                kind=self._kind[record["kind"]],
+                attributes=attributes,
+                start_time=record["start"],
+            )
+            for event in record["events"]:
+                span.add_event(event["name"], event["attributes"], timestamp=event["time"])
+            if record["status"] == "ERROR":
+                span.set_status(
+                    trace.Status(trace.StatusCode.ERROR, record.get("status_description"))
+                )
+            elif record["status"] == "OK":
+                span.set_status(trace.Status(trace.StatusCode.OK))
+            span.end(end_time=record["end"])
+            new = span.get_span_context()
+            made[record["span_id"]] = trace.SpanContext(
+                new.trace_id,
+                new.span_id,
+                is_remote=False,
+                trace_flags=new.trace_flags,
+                trace_state=new.trace_state,
+            )
+        return len(made)
+
     # Hooks, looked up once per run by aioflow.instruments: with no SDK then, this
     # instrument has none, so the run makes no event for it (near-zero cost).
     on_run_start = _hook("_on_run_start")
@@ -292,3 +363,17 @@ class Tracing:
 
     def __repr__(self) -> str:
         return f"<Tracing runs={len(self._runs)} open={len(self._tasks) + len(self._sends)}>"
+
+
+def _parents_first(records: Sequence[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+    """``records`` (with distinct ``span_id``), each after its parent when that is there."""
+    by_id = {r["span_id"]: r for r in records}
+    done: set[str] = set()
+    for record in records:
+        chain = []
+        node: Mapping[str, Any] | None = record
+        while node is not None and node["span_id"] not in done:
+            done.add(node["span_id"])  # also breaks a cycle of parents
+            chain.append(node)
+            node = by_id.get(node["parent_span_id"])
+        yield from reversed(chain)

@@ -142,3 +142,35 @@ def handlers() -> dict[str, object]:
     from aioflow.handlers import DockerHandler
 
     return {"box": DockerHandler(os.environ["AIOFLOW_TEST_IMAGE"])}
+
+
+# --- traced in a container (tests/containers/test_container_trace.py) ---------------
+
+
+@task(handler="box")
+def traced_work(ctx: TaskContext, x: int = 1) -> dict[str, object]:
+    """Makes its own span with the OpenTelemetry API, inside the container."""
+    from opentelemetry import trace
+
+    tracer = trace.get_tracer("box_tasks")
+    with tracer.start_as_current_span("box work", attributes={"box.x": x}) as span:
+        span.add_event("halfway", {"box.step": 1})
+        print("working in the box")  # forwarded to the handler's log
+        ctx.log.info("box step", step=1)  # a JSON line, forwarded with its fields
+        context, recording = span.get_span_context(), span.is_recording()
+    return {"trace_id": f"{context.trace_id:032x}", "recording": recording}
+
+
+@task(handler="box")
+def otel_modules() -> list[str]:
+    """The OpenTelemetry modules imported in the container when the task runs."""
+    import sys
+
+    return sorted(name for name in sys.modules if name.split(".")[0] == "opentelemetry")
+
+
+@task
+async def spread(ctx: TaskContext) -> str | None:
+    """An inline task that takes long enough for a fan-out to need two workers."""
+    await anyio.sleep(0.3)
+    return ctx.worker_id

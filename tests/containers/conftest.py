@@ -4,8 +4,9 @@
   in a temporary directory, stopped by PID at the end (:mod:`docker_engine`).
   Never skipped: without ``dockerd`` the tests fail, saying how to install it.
 * ``box_image``: the test image, built once per session the way ``aioflow
-  containers build-image`` builds one (this Python installation, aioflow, and the
-  tasks of :mod:`box_tasks`), with ``docker import``'s API: no registry.
+  containers build-image --otel`` builds one (this Python installation, aioflow,
+  the OpenTelemetry SDK, and the tasks of :mod:`box_tasks`), with ``docker
+  import``'s API: no registry.
 * Every test sees ``DOCKER_HOST`` pointing at that engine.
 """
 
@@ -38,7 +39,7 @@ def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerEn
 
 @pytest.fixture(scope="session")
 def box_image(docker_engine: DockerEngine) -> str:
-    anyio.run(lambda: build_image(IMAGE, ["box_tasks"], docker_host=docker_engine.host))
+    anyio.run(lambda: build_image(IMAGE, ["box_tasks"], docker_host=docker_engine.host, otel=True))
     return IMAGE
 
 

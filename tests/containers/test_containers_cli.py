@@ -83,3 +83,26 @@ def test_prune_removes_only_the_orphans_of_a_killed_process(
         }
     finally:
         anyio.run(lambda: _remove(docker_host, foreign, ours))
+
+
+def test_build_image_otel_adds_the_sdk(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aioflow.handlers import _docker_image
+
+    asked: list[tuple[str, list[str], bool]] = []
+
+    async def build(tag: str, modules: list[str], **options: object) -> str:
+        asked.append((tag, list(modules), bool(options["otel"])))
+        return "sha256:" + "0" * 64
+
+    monkeypatch.setattr(_docker_image, "build_image", build)
+    assert main(["containers", "build-image", "flows:1", "--module", "m", "--otel"]) == 0
+    assert main(["containers", "build-image", "flows:2"]) == 0
+    assert asked == [("flows:1", ["m"], True), ("flows:2", [], False)]
+    assert capsys.readouterr().out.split() == ["flows:1", "flows:2"]
+    # What --otel adds: the SDK and its requirements, the API among them.
+    fs = _docker_image.collect_rootfs(include=["aioflow", *_docker_image.OTEL_DISTRIBUTIONS])
+    paths = "\n".join(fs.files)
+    assert "/opentelemetry/sdk/trace/__init__.py" in paths
+    assert "/opentelemetry/trace/__init__.py" in paths
