@@ -44,10 +44,21 @@ backend or worker command, a peer whose interpreter lacks it), its lines say so
 (``"status": "unavailable"``); a ``--vs`` peer that is not installed stops the
 harness at once (exit 2), before anything is measured.
 
+**Tracing overhead** (``--observability``, issue 11): aioflow is measured with
+tracing off and on, in the same invocation, ``--rounds`` times each (alternating
+which goes first, fresh workers every time); its lines carry ``"tracing": false |
+true``. Tracing on: the producer runs with ``instruments=[Tracing(provider)]``, an
+SDK ``TracerProvider`` with a ``BatchSpanProcessor`` into an ``InMemorySpanExporter``
+(the spans it exported are counted: ``"spans"``); the workers are started with
+``--otel`` and ``OTEL_TRACES_EXPORTER=none`` (an SDK provider, spans made and
+ended, exported nowhere). One more target line: the throughput lost (medians),
+``<= 20%``. Peers, ratios and the other targets use the tracing-off lines.
+
 Output: one JSON line per (engine, measurement[, workers]) on stdout (``"kind":
 "measurement"``), ``"kind": "ratio"`` lines (aioflow / each peer, throughput), one
-``"kind": "target"`` line per target of issue 9 and a final ``"kind": "verdict"``
-line. A human summary goes to stderr. Exit 1 when aioflow was asked for and failed.
+``"kind": "target"`` line per target of issue 9 (and of issue 11 with
+``--observability``) and a final ``"kind": "verdict"`` line. A human summary goes
+to stderr. Exit 1 when aioflow was asked for and failed.
 """
 
 from __future__ import annotations
@@ -90,6 +101,7 @@ from benchmarks.redis_peers import (
     ENGINES,
     PEERS,
     READY_ENV,
+    TRACING_ENV,
     URL_ENV,
     worker_commands,
 )
@@ -111,6 +123,7 @@ ROUND_TRIP_P99_MS = 3.0
 START_P50_MS = 0.8
 START_P99_MS = 1.5
 SCALE_CURVE = (1, 2, 4)
+TRACING_LOSS = 0.20  # issue 11: tracing on loses <= 20% of the throughput
 
 MEASUREMENTS = ("throughput", "round_trip", "enqueue_to_start")
 
@@ -302,11 +315,21 @@ def child_main(spec: dict[str, Any]) -> int:
         "engine": engine,
         "versions": _versions(ENGINES[engine].distributions),
     }
+    if spec.get("tracing"):
+        os.environ[TRACING_ENV] = "on"  # read by aioflow's Producer
     try:
         module = importlib.import_module(ENGINES[engine].module)
 
         async def main() -> None:
-            async with module.Producer(spec["url"], spec["poll"]) as producer:
+            producer = module.Producer(spec["url"], spec["poll"])
+            try:
+                await measure_producer(producer)
+            finally:
+                if getattr(producer, "spans", None) is not None:
+                    record["spans"] = producer.spans
+
+        async def measure_producer(producer: Any) -> None:
+            async with producer:
                 for _ in range(WARMUP_ROUND_TRIPS):
                     await producer.one()
                 warm = await producer.prepare(spec["warmup_tasks"])
@@ -467,7 +490,13 @@ class WorkerGroup:
 
 
 def start_workers(
-    engine: str, python: str, count: int, url: str, env: dict[str, str], scratch: Path
+    engine: str,
+    python: str,
+    count: int,
+    url: str,
+    env: dict[str, str],
+    scratch: Path,
+    tracing: bool = False,
 ) -> WorkerGroup:
     ready = scratch / f"ready-{engine}-{count}"
     shutil.rmtree(ready, ignore_errors=True)
@@ -476,8 +505,11 @@ def start_workers(
     processes: list[subprocess.Popen[bytes]] = []
     logs: list[Path] = []
     argv = worker_commands(engine, python, url, CONCURRENCY)
+    if tracing:  # an SDK TracerProvider on every worker, its spans exported nowhere
+        argv = [*argv, "--otel"]
+        worker_env.update(OTEL_TRACES_EXPORTER="none", OTEL_SERVICE_NAME="bench-worker")
     for i in range(count):
-        log = scratch / f"worker-{engine}-{count}-{i}.log"
+        log = scratch / f"worker-{engine}-{count}-{i}{'-traced' if tracing else ''}.log"
         logs.append(log)
         with log.open("wb") as out:
             processes.append(
@@ -514,18 +546,42 @@ class Job:
     engine: str
     workers: int
     latency: bool
+    tracing: bool | None = None  # None: not an --observability run
+    round: int = 0
 
 
-def plan(engines: Sequence[str], scale: Sequence[int], workers: int) -> list[Job]:
+def plan(
+    engines: Sequence[str],
+    scale: Sequence[int],
+    workers: int,
+    observability: bool = False,
+    rounds: int = 1,
+) -> list[Job]:
+    """The jobs, in order. With ``observability``, aioflow runs ``rounds`` pairs
+    (tracing off, on) at each worker count, the pair's order alternating; latency
+    is measured in the first pair only."""
     jobs: list[Job] = []
     for engine in engines:
         for w in scale:
-            jobs.append(Job(engine, w, latency=w == workers))
+            if engine != "aioflow" or not observability:
+                jobs.append(Job(engine, w, latency=w == workers))
+                continue
+            for r in range(rounds):
+                for tracing in (False, True) if r % 2 == 0 else (True, False):
+                    jobs.append(
+                        Job(engine, w, latency=w == workers and r == 0, tracing=tracing, round=r)
+                    )
     return jobs
 
 
-def _base(engine: str, measurement: str, workers: int, args: argparse.Namespace) -> dict[str, Any]:
+def _base(
+    engine: str, measurement: str, workers: int, args: argparse.Namespace, job: Job | None = None
+) -> dict[str, Any]:
+    extra = (
+        {} if job is None or job.tracing is None else {"tracing": job.tracing, "round": job.round}
+    )
     return {
+        **extra,
         "kind": "measurement",
         "engine": engine,
         "measurement": measurement,
@@ -566,8 +622,9 @@ def measure(
     unavailable: str | None,
 ) -> list[dict[str, Any]]:
     """Run one (engine, worker count): its throughput line, and latency lines if asked."""
-    names = ["throughput", *(["round_trip", "enqueue_to_start"] if job.latency else [])]
-    records = [_base(job.engine, m, job.workers, args) for m in names]
+    latency = job.latency and args.latency_runs > 0  # --latency-runs 0: none
+    names = ["throughput", *(["round_trip", "enqueue_to_start"] if latency else [])]
+    records = [_base(job.engine, m, job.workers, args, job) for m in names]
     records[0].update(tasks=args.tasks, seconds=None, tasks_per_s=None, completed=None)
     for rec in records[1:]:
         rec.update(runs=args.latency_runs, p50_ms=None, p99_ms=None)
@@ -583,7 +640,9 @@ def measure(
     addr = RedisAddress.parse(args.url)
     redis_command(addr, "FLUSHDB")
     try:
-        group = start_workers(job.engine, python, job.workers, args.url, env, scratch)
+        group = start_workers(
+            job.engine, python, job.workers, args.url, env, scratch, tracing=bool(job.tracing)
+        )
     except RuntimeError as exc:
         return fail("error", str(exc))
     try:
@@ -592,9 +651,10 @@ def measure(
             "url": args.url,
             "tasks": args.tasks,
             "warmup_tasks": WARMUP_TASKS,
-            "latency_runs": args.latency_runs if job.latency else 0,
+            "latency_runs": args.latency_runs if latency else 0,
             "poll": args.poll,
             "gap_ms": args.latency_gap_ms,
+            "tracing": bool(job.tracing),
         }
         outcome = run_child(
             [python, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
@@ -618,6 +678,11 @@ def measure(
         if dead:
             error += f"; worker {dead[0]} had exited: {group.log_tail(dead[0])[-400:]}"
         return fail(str((child or {}).get("status") or "error"), error)
+    if job.tracing:
+        spans = child.get("spans")
+        records[0]["spans"] = spans
+        if spans is None or spans < args.tasks:  # a publish span per task at least
+            return fail("wrong_result", f"tracing on, but the producer exported {spans} spans")
     seconds = child["seconds"]
     records[0].update(
         status="ok",
@@ -625,23 +690,63 @@ def measure(
         completed=child["completed"],
         tasks_per_s=round(args.tasks / seconds, 1) if seconds > 0 else None,
     )
-    if job.latency:
+    if latency:
         for rec, key in zip(records[1:], ("round_trip_ms", "enqueue_to_start_ms"), strict=True):
             rec.update(status="ok", **latency_stats(child[key]))
     return records
 
 
 def _find(
-    results: Sequence[dict[str, Any]], engine: str, measurement: str, workers: int
+    results: Sequence[dict[str, Any]],
+    engine: str,
+    measurement: str,
+    workers: int,
+    tracing: bool = False,
 ) -> dict[str, Any] | None:
+    """The first line of (engine, measurement, workers); of the traced runs if
+    ``tracing`` (without --observability, no line is traced)."""
     return next(
         (
             r
             for r in results
-            if r["engine"] == engine and r["measurement"] == measurement and r["workers"] == workers
+            if r["engine"] == engine
+            and r["measurement"] == measurement
+            and r["workers"] == workers
+            and bool(r.get("tracing")) == tracing
         ),
         None,
     )
+
+
+def tracing_target(results: Sequence[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
+    """Issue 11: aioflow's throughput lost with tracing on (medians of the rounds)."""
+    w = args.workers
+
+    def median_tps(tracing: bool) -> float | None:
+        found = [
+            r["tasks_per_s"]
+            for r in results
+            if r["engine"] == "aioflow"
+            and r["measurement"] == "throughput"
+            and r["workers"] == w
+            and r.get("tracing") is tracing
+            and _ok(r)
+        ]
+        return statistics.median(found) if found else None
+
+    off, on = median_tps(False), median_tps(True)
+    lost = round(1 - on / off, 4) if off and on is not None else None
+    return {
+        "kind": "target",
+        "target": "redis_tracing_throughput_lost",
+        "threshold": f"<= {TRACING_LOSS:.0%}",
+        "value": lost,
+        "met": None if lost is None else lost <= TRACING_LOSS,
+        "applicable": args.tasks == DEFAULT_TASKS and w == DEFAULT_WORKERS,
+        "note": f"aioflow tracing on vs off, {args.tasks} tasks, {w} workers x {CONCURRENCY}, "
+        f"medians of {args.rounds} round(s): off {fmt(off, ',.0f')}, on {fmt(on, ',.0f')} "
+        "tasks/s",
+    }
 
 
 def _ok(rec: dict[str, Any] | None) -> bool:
@@ -759,6 +864,8 @@ def targets(results: Sequence[dict[str, Any]], args: argparse.Namespace) -> list
         )
         + ("" if recorded else " (run with --scale 1,2,4)"),
     )
+    if getattr(args, "observability", False):
+        out.append(tracing_target(results, args))
     return out
 
 
@@ -771,12 +878,13 @@ def print_summary(
     err = sys.stderr
     err.write(f"\n{python_summary()} on {machine_summary()}, redis-server {redis_version}\n")
     err.write(
-        f"{'engine':8} {'version':10} {'measurement':17} {'workers':>7} {'tasks/s':>10} "
+        f"{'engine':12} {'version':10} {'measurement':17} {'workers':>7} {'tasks/s':>10} "
         f"{'seconds':>8} {'p50 ms':>8} {'p99 ms':>8}  status\n"
     )
     for r in results:
+        engine = r["engine"] + ("+otel" if r.get("tracing") else "")
         err.write(
-            f"{r['engine']:8} {fmt(r['engine_version']):10} {r['measurement']:17} "
+            f"{engine:12} {fmt(r['engine_version']):10} {r['measurement']:17} "
             f"{r['workers']:>7} {fmt(r.get('tasks_per_s'), ',.0f'):>10} "
             f"{fmt(r.get('seconds'), '.2f'):>8} {fmt(r.get('p50_ms'), '.2f'):>8} "
             f"{fmt(r.get('p99_ms'), '.2f'):>8}  {r['status']}"
@@ -894,6 +1002,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=900.0,
         help="seconds one producer (warm-up + batch + latency runs) may take (900)",
     )
+    parser.add_argument(
+        "--observability",
+        action="store_true",
+        help="measure aioflow with tracing off and on (coordinator Tracing() with an SDK "
+        "provider, in-memory exporter; workers --otel, OTEL_TRACES_EXPORTER=none), same "
+        "invocation; adds the target: tracing on loses <= 20%%",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=positive_int,
+        default=1,
+        help="with --observability: off/on pairs per worker count, alternating which "
+        "goes first; medians are compared (1)",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     return parser
 
@@ -963,8 +1085,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 unavailable["aioflow"] = aioflow_unavailable(
                     args.python_for["aioflow"], args.url, env
                 )
-            for job in plan(args.engines, args.scale, args.workers):
-                sys.stderr.write(f"running {job.engine} with {job.workers} worker(s) ...\n")
+            jobs = plan(args.engines, args.scale, args.workers, args.observability, args.rounds)
+            for job in jobs:
+                traced = (
+                    "" if job.tracing is None else f", tracing {'on' if job.tracing else 'off'}"
+                )
+                sys.stderr.write(f"running {job.engine} with {job.workers} worker(s){traced} ...\n")
                 sys.stderr.flush()
                 for record in measure(job, args, env, scratch, unavailable.get(job.engine)):
                     record.update(

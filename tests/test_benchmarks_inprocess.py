@@ -164,3 +164,26 @@ def test_phases_script_reports_plan_and_execute() -> None:
     assert [(r["shape"], r["tasks"]) for r in records] == [("fanout", 52), ("chain", 50)]
     for record in records:
         assert record["plan_seconds"] > 0 and record["execute_seconds"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_quick_observability() -> None:
+    """``--observability``: five variants (the split into metrics only and tracing
+    only included), their losses, and the targets."""
+    records = run_harness("--observability")
+    variants = {r["variant"]: r for r in records if r["kind"] == "observability"}
+    assert set(variants) == {"off", "no_sdk", "metrics", "tracing", "on"}
+    for rec in variants.values():
+        assert rec["tasks"] == QUICK_TASKS + 2 and rec["tasks_per_s"] > 0
+        assert len(rec["samples_seconds"]) == 1
+    split = {r["variant"] for r in records if r["kind"] == "observability_split"}
+    assert split == {"metrics", "tracing"}
+    (collect,) = [r for r in records if r["kind"] == "observability_collect"]
+    assert collect["seconds"] > 0 and len(collect["samples_seconds"]) == 2  # metrics, on
+    targets = {r["target"]: r for r in records if r["kind"] == "target"}
+    assert set(targets) == {
+        "observability_on_throughput_lost",
+        "observability_no_sdk_throughput_lost",
+    }
+    assert all(isinstance(t["met"], bool) for t in targets.values())

@@ -256,3 +256,79 @@ def test_aioflow_end_to_end(redis_server: RedisServer) -> None:
     verdict = records[-1]
     assert verdict["engines"] == ["aioflow"] and verdict["targets"] == len(TARGETS)
     assert "target throughput_tasks_per_s" in proc.stderr  # the human summary
+
+
+def test_observability_plan_and_target() -> None:
+    """``--observability``: aioflow in off/on pairs (order alternating), peers once;
+    the tracing target compares the medians of the pairs at --workers."""
+    jobs = bench.plan(["aioflow", "saq"], [1, 2], 2, observability=True, rounds=2)
+    aioflow_jobs = [
+        (j.workers, j.tracing, j.round, j.latency) for j in jobs if j.engine == "aioflow"
+    ]
+    assert aioflow_jobs == [
+        (1, False, 0, False),
+        (1, True, 0, False),
+        (1, True, 1, False),
+        (1, False, 1, False),
+        (2, False, 0, True),
+        (2, True, 0, True),
+        (2, True, 1, False),
+        (2, False, 1, False),
+    ]
+    assert [(j.workers, j.tracing) for j in jobs if j.engine == "saq"] == [(1, None), (2, None)]
+    assert bench.plan(["aioflow"], [2], 2) == [bench.Job("aioflow", 2, latency=True)]
+
+    args = bench.build_parser().parse_args(["--observability", "--rounds", "3"])
+    args.engines, args.scale = ["aioflow"], [2]
+    results = [
+        {**_throughput("aioflow", 2, tps), "tracing": tracing}
+        for tps, tracing in [
+            (10_000.0, False),
+            (9_000.0, True),
+            (7_000.0, True),
+            (11_000.0, False),
+            (9_500.0, False),
+            (8_500.0, True),
+        ]
+    ]
+    lines = {t["target"]: t for t in bench.targets(results, args)}
+    assert set(lines) == TARGETS | {"redis_tracing_throughput_lost"}
+    lost = lines["redis_tracing_throughput_lost"]
+    assert lost.keys() == TARGET_KEYS
+    assert lost["value"] == round(1 - 8_500 / 10_000, 4) and lost["met"] is True
+    assert lost["applicable"] is True  # 20,000 tasks, 2 workers: the issue's settings
+    # The other targets read the untraced lines: the first one at 2 workers.
+    assert lines["throughput_tasks_per_s"]["value"] == 10_000.0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_aioflow_end_to_end_with_tracing(redis_server: RedisServer) -> None:
+    """``--observability``, tiny scale: traced workers and producer, spans counted."""
+    url = redis_server.url.rsplit("/", 1)[0] + "/9"
+    proc = harness(
+        "--engines",
+        "aioflow",
+        "--tasks",
+        "200",
+        "--latency-runs",
+        "0",
+        "--workers",
+        "1",
+        "--observability",
+        "--redis-url",
+        url,
+        timeout=540,
+    )
+    assert proc.returncode == 0, f"harness failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
+    records = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    runs = [r for r in records if r["kind"] == "measurement"]
+    assert [(r["measurement"], r["tracing"]) for r in runs] == [
+        ("throughput", False),
+        ("throughput", True),
+    ]
+    assert all(r["status"] == "ok" and r["completed"] == 200 for r in runs), runs
+    assert runs[1]["spans"] >= 200  # a publish span per task, at least
+    (lost,) = [r for r in records if r.get("target") == "redis_tracing_throughput_lost"]
+    assert isinstance(lost["value"], float) and lost["applicable"] is False
+    assert "aioflow+otel" in proc.stderr

@@ -14,7 +14,11 @@
   run) — then, in the next pipeline, the ``ACK`` of those entries. An entry is
   acknowledged only after its outcome is stored.
 * **heartbeat**: the worker's key (``P:worker:<id>``, expiring after the visibility
-  timeout) says it is alive and what it runs.
+  timeout) says it is alive and what it runs. When an active ``Metrics`` instrument
+  in this process wants them (:mod:`aioflow.observability.fleet_gauges`), the
+  entries waiting in each stream it serves are read on the same cadence (one
+  pipeline: ``XLEN`` and the ``XPENDING`` summary per stream), and each entry it
+  dead-letters is counted for it.
 * **reclaim**: every third of the visibility timeout, entries pending longer than
   the timeout whose worker's key is gone are claimed (``XCLAIM`` with a minimum
   idle time: one claimer wins) and run here; past ``max_deliveries`` they are
@@ -42,6 +46,7 @@ import msgpack  # type: ignore[import-untyped]
 
 from .._executors import ExecutorPool
 from ..errors import DeadLetteredError, SerializationError, TaskCancelledError
+from ..observability import fleet_gauges
 from ..observability.logging import get_logger
 from ..observability.stats import count_outcomes
 from ..serialization import (
@@ -200,6 +205,7 @@ class Serving:
         self.ttl_ms = int(backend.result_ttl * 1000)
         self.streams: list[bytes] = []  # highest priority first
         self.priority: dict[bytes, int] = {}
+        self.queue_names: dict[bytes, str] = {}  # stream -> its queue
         self.taken: dict[tuple[bytes, bytes], Entry] = {}  # read, not acknowledged
         self.active = 0  # taken and not finished executing
         self.outcomes: list[tuple[Entry, TaskResult, bytes]] = []
@@ -237,6 +243,7 @@ class Serving:
         if connection is not None:
             connection.register_connect_callback(self._on_reconnect)
         await self._heartbeat_once()
+        await self._gauges_once()
         try:
             async with anyio.create_task_group() as tg:
                 self.pool: ExecutorPool[Entry] = ExecutorPool(
@@ -251,6 +258,7 @@ class Serving:
                 await self._drain()
                 tg.cancel_scope.cancel()
         finally:
+            fleet_gauges.withdraw_depths(self)
             with anyio.CancelScope(shield=True):
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()
@@ -310,6 +318,7 @@ class Serving:
         if queue not in self.queues or key in self.priority:
             return False
         self.priority[key] = priority
+        self.queue_names[key] = queue
         self.streams = sorted(self.priority, key=lambda k: -self.priority[k])
         return True
 
@@ -553,7 +562,7 @@ class Serving:
         length_key = self.keys.queue_of(entry.stream) + b":len"
         data = await self._unrun_result(entry, error, "failed")
         try:
-            await self.scripts.call(
+            moved = await self.scripts.call(
                 self.client,
                 "deadletter",
                 [entry.stream, length_key, self.keys.dlq],
@@ -564,6 +573,8 @@ class Serving:
             self.taken.pop(key, None)
             return
         self.taken.pop(key, None)
+        if moved:  # 0: it was not pending any more (another worker moved it)
+            fleet_gauges.count_dead_letter(self._queue_name(entry.stream))
         if data is not None:
             # The run learns at once that this task failed (no entry is acknowledged
             # with it: it is off the stream already).
@@ -690,6 +701,42 @@ class Serving:
                 await self._heartbeat_once()
             except (RedisError, OSError) as exc:
                 self.log.warning("heartbeat failed", error=str(exc))
+            await self._gauges_once()
+
+    # --- observability (issue 11): queue depths for the Metrics instrument ------------
+
+    def _queue_name(self, stream: bytes) -> str:
+        known = self.queue_names.get(stream)
+        if known is not None:
+            return known
+        return stream.split(b"{", 1)[-1].rpartition(b"}")[0].decode(errors="replace")
+
+    async def _gauges_once(self) -> None:
+        """Publish the entries waiting per stream served, if an active Metrics wants
+        them (else nothing is read): entries in the stream minus those delivered and
+        not acknowledged (acknowledged ones are deleted from the stream)."""
+        if not fleet_gauges.wanted():
+            return
+        streams = list(self.streams)
+        pipe = self.client.pipeline(transaction=False)
+        for stream in streams:
+            pipe.xlen(stream)
+            pipe.xpending(stream, GROUP)
+        try:
+            replies = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError) as exc:
+            self.log.warning("reading queue depths failed", error=str(exc))
+            return
+        depths: dict[tuple[str, int], int] = {}
+        for i, stream in enumerate(streams):
+            length, pending = replies[2 * i], replies[2 * i + 1]
+            if isinstance(length, Exception) or isinstance(pending, Exception):
+                continue  # a stream deleted meanwhile (its group is made again on read)
+            waiting = int(length) - int(pending.get("pending", 0) if pending else 0)
+            depths[(self._queue_name(stream), self.priority[stream])] = max(0, waiting)
+        fleet_gauges.publish_depths(self, depths)
+
+    # --- end observability ------------------------------------------------------------
 
     async def _reclaim_loop(self) -> None:
         while not self.stopping:

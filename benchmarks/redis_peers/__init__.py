@@ -31,6 +31,7 @@ __all__ = ["ENGINES", "PEERS", "EngineSpec", "mark_ready", "worker_commands"]
 #: Environment variables shared by the harness, the workers and the producers.
 URL_ENV = "AIOFLOW_BENCH_REDIS_URL"
 READY_ENV = "AIOFLOW_BENCH_READY_DIR"
+TRACING_ENV = "AIOFLOW_BENCH_TRACING"  # "on": aioflow's producer traces its runs
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,11 @@ import path on them. The producer builds the workflows from the same tasks:
 * one task: a one-node workflow whose task returns ``time.time()`` at its start,
   run again and again with ``aioflow.run(wf, backend=backend)`` on one backend
   object opened once (``open_backend(URL)``, ``async with backend:``).
+
+With ``AIOFLOW_BENCH_TRACING=on`` (``redis_throughput.py --observability``) every run
+gets ``instruments=[Tracing(provider)]``: an SDK ``TracerProvider`` whose spans go
+through a ``BatchSpanProcessor`` into an ``InMemorySpanExporter`` (counted at the
+end: ``Producer.spans``).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any, Self
 
 import aioflow
 
-from . import mark_ready
+from . import TRACING_ENV, mark_ready
 
 
 @aioflow.task
@@ -66,6 +71,25 @@ class Producer:
         self._options: dict[str, Any] = {"checkpoint": False} if off else {}
         self._backend: Any = None
         self._one: Any = None
+        self._provider: Any = None
+        self._exporter: Any = None
+        self.spans: int | None = None  # spans exported, when traced
+        if os.environ.get(TRACING_ENV, "off").lower() == "on":
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+            from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+                InMemorySpanExporter,
+            )
+
+            from aioflow.observability import Tracing
+
+            self._exporter = InMemorySpanExporter()
+            self._provider = TracerProvider()
+            # A queue that holds a whole batch of publish spans: none is dropped.
+            self._provider.add_span_processor(
+                BatchSpanProcessor(self._exporter, max_queue_size=1 << 17)
+            )
+            self._options["instruments"] = [Tracing(self._provider)]
 
     async def __aenter__(self) -> Self:
         from aioflow.backends import open_backend
@@ -82,6 +106,10 @@ class Producer:
         tb: TracebackType | None,
     ) -> None:
         await self._backend.__aexit__(exc_type, exc, tb)
+        if self._provider is not None:
+            self._provider.force_flush()
+            self.spans = len(self._exporter.get_finished_spans())
+            self._provider.shutdown()
 
     async def prepare(self, n: int) -> Any:
         return fanout_workflow(n)

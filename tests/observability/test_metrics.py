@@ -27,6 +27,9 @@ async def test_counts_of_a_run(readings: Readings) -> None:
         p for p in points["aioflow.task.duration"] if p.attributes["aioflow.task.name"] == "sink"
     ]
     assert duration.count == 1 and duration.sum >= 0
+    # Buckets in seconds, fine enough for tasks of a millisecond (p95 panels).
+    assert duration.explicit_bounds[0] <= 0.001 and duration.explicit_bounds[-1] >= 3600
+    assert sum(duration.bucket_counts[:9]) == 1  # sink returns at once: under 0.25 s
     assert sum(p.count for p in points["aioflow.run.duration"]) == 1
 
 

@@ -1,6 +1,7 @@
 """Across real processes: two ``aioflow worker --otel --metrics-port`` processes on a
 real Redis. One trace spans the coordinator and both workers; the Prometheus
-endpoints count what ran; the workers' log lines carry their ids."""
+endpoints count what ran (and an entry dead-lettered, and the queue depths), as
+``aioflow stats`` does; the workers' log lines carry their ids."""
 
 from __future__ import annotations
 
@@ -221,8 +222,32 @@ def _sample(text: str, name: str, **labels: str) -> float:
     return total
 
 
+@pytest.fixture(scope="module")
+def dead_letter(traced_run: tuple[Fleet, Spans, Readings, aioflow.RunResult]) -> Fleet:
+    """After the traced run: one entry that does not verify, dead-lettered by a worker."""
+    import redis
+
+    fleet = traced_run[0]
+    client = redis.Redis.from_url(fleet.url.partition("?")[0])
+    try:
+        client.xadd(
+            f"{PREFIX}:queue:{{default}}:p0",
+            {"r": "obs-forged", "c": "obs-forged-1", "d": b"\x00not a payload"},
+        )
+        client.incr(f"{PREFIX}:queue:{{default}}:len")
+    finally:
+        client.close()
+
+    def counted() -> bool:
+        texts = [fleet.scrape(i) for i in range(2)]
+        return sum(_sample(t, "aioflow_tasks_dead_lettered_total") for t in texts) >= 1
+
+    _wait_for(counted)
+    return fleet
+
+
 def test_the_prometheus_endpoints_count_what_ran(
-    traced_run: tuple[Fleet, Spans, Readings, aioflow.RunResult],
+    traced_run: tuple[Fleet, Spans, Readings, aioflow.RunResult], dead_letter: Fleet
 ) -> None:
     fleet, _, readings, _ = traced_run
     texts = [fleet.scrape(i) for i in range(2)]
@@ -251,6 +276,15 @@ def test_the_prometheus_endpoints_count_what_ran(
         >= 11
     )
     assert sum(_sample(t, "aioflow_tasks_in_flight") for t in texts) == 0
+    dead = [
+        _sample(t, "aioflow_tasks_dead_lettered_total", aioflow_task_queue="default") for t in texts
+    ]
+    assert sorted(dead) == [0, 1]  # the worker that took the forged entry counted it
+    for text in texts:  # each worker reads the depths of the streams it serves
+        assert 'aioflow_queue_depth{aioflow_task_priority="0",aioflow_task_queue="default"' in (
+            text
+        )
+        assert _sample(text, "aioflow_queue_depth", aioflow_task_queue="default") == 0
     # The coordinator's own view, through the SDK's in-memory reader.
     assert readings.total("aioflow.tasks.succeeded", **{"aioflow.workflow": "obs-fan"}) == 10
     assert readings.total("aioflow.tasks.retried", **{"aioflow.task.name": "finish"}) == 1
@@ -259,6 +293,7 @@ def test_the_prometheus_endpoints_count_what_ran(
 
 def test_stats_agree_with_what_ran(
     traced_run: tuple[Fleet, Spans, Readings, aioflow.RunResult],
+    dead_letter: Fleet,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from aioflow.cli import main
@@ -266,14 +301,24 @@ def test_stats_agree_with_what_ran(
     fleet = traced_run[0]
     assert main(["stats", "--backend", fleet.url, "--window", "300", "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
-    assert (stats["succeeded"], stats["failed"], stats["cancelled"]) == (10, 1, 0)
-    assert stats["failure_rate"] == pytest.approx(1 / 11)
+    # Outcomes stored: 10 successes, the failed attempt of finish, and the failure
+    # of the dead-lettered entry (its run is told; Prometheus counts it apart).
+    assert (stats["succeeded"], stats["failed"], stats["cancelled"]) == (10, 2, 0)
+    assert stats["failure_rate"] == pytest.approx(2 / 12)
     assert stats["throughput"] > 0
     assert (stats["workers"], stats["in_flight"], stats["capacity"]) == (2, 0, 4)
     (default,) = [q for q in stats["queues"] if q["name"] == "default"]
-    assert (default["depth"], default["succeeded"], default["failed"]) == (0, 10, 1)
-    assert stats["dead_letters"] == 0
+    assert (default["depth"], default["succeeded"], default["failed"]) == (0, 10, 2)
+    texts = [fleet.scrape(i) for i in range(2)]
+    assert (
+        stats["dead_letters"]
+        == 1
+        == sum(_sample(t, "aioflow_tasks_dead_lettered_total") for t in texts)
+    )
+    assert stats["in_flight"] == sum(_sample(t, "aioflow_tasks_in_flight") for t in texts)
+    attempts = sum(_sample(t, "aioflow_tasks_failed_total") for t in texts)
+    assert stats["failed"] == attempts + stats["dead_letters"]
     # And the table, for people.
     assert main(["stats", "--backend", fleet.url, "--window", "300"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "10 succeeded, 1 failed" in out and "2 workers" in out and "│ default │ 0" in out
+    assert "10 succeeded, 2 failed" in out and "2 workers" in out and "│ default │ 0" in out
