@@ -254,7 +254,9 @@ def _prepare(
         backend=chosen,
         max_steps=max_steps,
         max_concurrency=max_concurrency,
-        instruments=Instruments([*instruments, *extra], run_id=run_id),
+        instruments=Instruments(
+            [*instruments, *extra, *chosen.run_instruments(run_id, wf.name)], run_id=run_id
+        ),
         journal=None if store is None else Journal(store, keyring or Keyring.from_env(), run_id),
         journal_every=every,
         keyring=keyring,

@@ -681,8 +681,10 @@ def measure(
     if job.tracing:
         spans = child.get("spans")
         records[0]["spans"] = spans
-        if spans is None or spans < args.tasks:  # a publish span per task at least
-            return fail("wrong_result", f"tracing on, but the producer exported {spans} spans")
+        if spans is None or spans < args.tasks:  # every call sent under a publish span
+            return fail(
+                "wrong_result", f"tracing on, but the producer's publish spans sent {spans} calls"
+            )
     seconds = child["seconds"]
     records[0].update(
         status="ok",

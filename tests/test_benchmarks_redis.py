@@ -328,7 +328,7 @@ def test_aioflow_end_to_end_with_tracing(redis_server: RedisServer) -> None:
         ("throughput", True),
     ]
     assert all(r["status"] == "ok" and r["completed"] == 200 for r in runs), runs
-    assert runs[1]["spans"] >= 200  # a publish span per task, at least
+    assert runs[1]["spans"] >= 200  # every call sent under a publish span
     (lost,) = [r for r in records if r.get("target") == "redis_tracing_throughput_lost"]
     assert isinstance(lost["value"], float) and lost["applicable"] is False
     assert "aioflow+otel" in proc.stderr

@@ -7,11 +7,14 @@
 * ``aioflow workers --backend URL [--json]``: the live workers and what they run.
 * ``aioflow dlq list|retry|purge --backend URL [ID ...]``: the dead-letter stream.
 * ``aioflow cancel RUN_ID --backend URL``: cancel a run from anywhere.
+* ``aioflow watch RUN_ID --backend URL [--json]``: follow a run's progress from
+  anywhere, as its coordinator publishes it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -20,17 +23,21 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import anyio
 from rich.table import Table
+from rich.text import Text
 
+from .._progress import ProgressSnapshot
 from ..backends import journal_url, open_backend
 from ..errors import ConfigurationError
 from ..handlers import Handler
 from ..serialization.refs import ImportPathError, import_path
 from ..worker import Worker
 from .loading import _import_file, _import_module
+from .progress import ProgressDisplay, format_seconds
 
 __all__ = ["add_distributed", "is_redis_url", "journal_url"]
 
@@ -409,7 +416,136 @@ def _add_cancel(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(command=cmd_cancel)
 
 
+# --- aioflow watch --------------------------------------------------------------------------
+
+#: The exit code of ``aioflow watch`` for how the run ended: those of ``aioflow run``
+#: (see the table in :mod:`aioflow.cli`).
+WATCH_EXIT = {"succeeded": 0, "failed": 1, "cancelled": 130}
+_STATUS_STYLE = {"running": "cyan", "succeeded": "green", "failed": "red", "cancelled": "yellow"}
+
+
+def snapshot_line(snapshot: ProgressSnapshot) -> Text:
+    """One line of a snapshot: status, done/total, running, failed, elapsed, eta."""
+    failed = snapshot.count("failed", "cancelled")
+    parts = [
+        f"{snapshot.done}/{snapshot.total} done",
+        f"{snapshot.count('running')} running",
+        f"{failed} failed",
+    ]
+    if snapshot.retries:
+        parts.append(f"{snapshot.retries} retries")
+    parts.append(f"elapsed {format_seconds(snapshot.elapsed)}")
+    if not snapshot.final:
+        parts.append(f"eta {format_seconds(snapshot.eta)}")
+    text = Text.assemble(
+        f"{snapshot.workflow} {snapshot.run_id}: ",
+        (snapshot.status, _STATUS_STYLE.get(snapshot.status, "")),
+        " " + ", ".join(parts),
+    )
+    if snapshot.running and not snapshot.final:
+        text.append(f" ({', '.join(snapshot.running)})", style="dim")
+    if snapshot.final and snapshot.reason:
+        text.append(f": {snapshot.reason}")
+    return text
+
+
+class _WatchView:
+    """Where ``aioflow watch`` shows the snapshots: JSON lines, text lines, or the
+    live display (on a terminal), made when the first snapshot names the workflow."""
+
+    def __init__(self, consoles: Any, *, json_lines: bool, live: bool) -> None:
+        self._consoles = consoles
+        self._json = json_lines
+        self._live = live
+        self._display: ProgressDisplay | None = None
+        self._shown: dict[str, Any] | None = None
+        self.last: ProgressSnapshot | None = None
+
+    def show(self, snapshot: ProgressSnapshot) -> None:
+        self.last = snapshot
+        out = self._consoles.out
+        if self._json:
+            out.out(json.dumps(snapshot.to_document()), highlight=False)
+            return
+        if self._live:
+            if self._display is None:
+                description = f"{snapshot.workflow} {snapshot.run_id[:8]}"
+                self._display = ProgressDisplay(
+                    self._consoles.err, enabled=True, description=description
+                )
+                self._display.__enter__()
+            self._display.update(snapshot)
+            return
+        # A keep-alive that says nothing new prints nothing new.
+        seen = {**snapshot.to_document(), "at": None}
+        if seen != self._shown:
+            self._shown = seen
+            out.print(snapshot_line(snapshot), soft_wrap=True, highlight=False)
+
+    def __enter__(self) -> _WatchView:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._display is not None:
+            self._display.__exit__(exc_type, exc, tb)
+            if exc is None and self.last is not None:  # the bar is gone: say how it ended
+                self._consoles.out.print(snapshot_line(self.last), soft_wrap=True)
+
+
+def cmd_watch(args: argparse.Namespace, consoles: Any) -> int:
+    """Follow a distributed run's progress until it ends; exit as it ended."""
+    backend = _redis_backend(args.backend)
+    live = not args.json and consoles.out.is_terminal and consoles.err.is_terminal
+    view = _WatchView(consoles, json_lines=args.json, live=live)
+
+    async def main() -> None:
+        async with backend:
+            snapshots = backend.follow_progress(args.run_id)
+            async with contextlib.aclosing(snapshots):
+                with view:
+                    async for snapshot in snapshots:
+                        view.show(snapshot)
+
+    try:
+        anyio.run(main)
+    except KeyboardInterrupt:
+        return WATCH_EXIT["cancelled"]  # quietly: the run goes on, only watching stopped
+    except BaseExceptionGroup as group:
+        leaf: BaseException = group
+        while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+            leaf = leaf.exceptions[0]
+        raise leaf from leaf.__cause__
+    assert view.last is not None and view.last.final  # follow_progress raises otherwise
+    return WATCH_EXIT.get(view.last.status, 1)
+
+
+def _add_watch(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser(
+        "watch",
+        parents=[common],
+        help="follow a distributed run's progress from anywhere",
+        description="Attach to a run on a distributed backend and follow its progress as "
+        "its coordinator publishes it (a few times a second): the live progress bar on "
+        "a terminal, else one line per change. Ends when the run ends: exit code 0 if it "
+        "succeeded, 1 if it failed, 130 if it was cancelled. If the coordinator stops "
+        "publishing (its process died), says so, with the `aioflow resume` command, and "
+        "exits 1.",
+        epilog="example: aioflow watch 5916ee92... --backend redis://127.0.0.1:6379/0 --json",
+    )
+    p.add_argument("run_id", metavar="RUN_ID", help="the run's id (as it shows when it starts)")
+    p.add_argument("--backend", required=True, metavar="URL", help=BACKEND_HELP)
+    p.add_argument(
+        "--json", action="store_true", help="print each snapshot as one JSON line instead"
+    )
+    p.set_defaults(command=cmd_watch)
+
+
 def add_distributed(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    """Register ``worker``, ``workers``, ``dlq`` and ``cancel``."""
-    for add in (_add_worker, _add_workers, _add_dlq, _add_cancel):
+    """Register ``worker``, ``workers``, ``dlq``, ``cancel`` and ``watch``."""
+    for add in (_add_worker, _add_workers, _add_dlq, _add_cancel, _add_watch):
         add(subparsers, common)

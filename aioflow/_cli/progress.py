@@ -1,8 +1,14 @@
-"""Following a run through its events: task counts, and the live progress display."""
+"""The live progress display of a run (``aioflow run``, ``aioflow watch``).
+
+It draws from a :class:`~aioflow._progress.RunTracker` fed by the run's events (a
+run of this process) or from the :class:`~aioflow._progress.ProgressSnapshot` s a
+coordinator publishes (a run watched from elsewhere): the same bar either way.
+"""
 
 from __future__ import annotations
 
-import itertools
+import time
+from datetime import timedelta
 from types import TracebackType
 
 from rich.console import Console
@@ -10,101 +16,48 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     SpinnerColumn,
+    Task,
     TaskID,
     TextColumn,
-    TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
-from .. import events as ev
+from .._progress import ProgressSnapshot, RunTracker
 
-__all__ = ["ProgressDisplay", "RunTracker"]
+__all__ = ["ProgressDisplay", "RunTracker", "format_seconds"]
 
-_TERMINAL = frozenset({"succeeded", "failed", "cancelled", "skipped"})
+_SHOWN = 3  # running task names shown
 
 
-class RunTracker:
-    """The state of every task of a run, kept up to date from its events.
+def format_seconds(seconds: float | None) -> str:
+    """``H:MM:SS`` (``-:--:--`` when not known)."""
+    if seconds is None:
+        return "-:--:--"
+    return str(timedelta(seconds=max(0, int(seconds))))
 
-    ``total`` starts at the number of static tasks and grows on ``TaskAdded``. A task
-    that iterates or is re-run counts once; it is running again while it runs again.
-    Counts are kept up to date on every event, so following a run of 100,000 tasks
-    costs the same per event as following one of ten.
-    """
 
-    def __init__(self) -> None:
-        self.workflow = ""
-        self.total = 0
-        self.retries = 0
-        self.status: str | None = None
-        self.states: dict[str, str] = {}
-        self._counts: dict[str, int] = {}
-        self._running: dict[str, None] = {}  # insertion-ordered set
+class _RunElapsedColumn(ProgressColumn):
+    """The run's elapsed time, from its own start (wall time), not the display's."""
 
-    def _set(self, name: str, state: str) -> None:
-        previous = self.states.get(name)
-        if previous == state:
-            return
-        if previous is not None:
-            self._counts[previous] -= 1
-            if previous == "running":
-                del self._running[name]
-        self.states[name] = state
-        self._counts[state] = self._counts.get(state, 0) + 1
-        if state == "running":
-            self._running[name] = None
-
-    def apply(self, event: ev.Event) -> None:
-        """Take one event into account (group and unknown events are ignored)."""
-        name = event.task_name
-        match event:
-            case ev.RunStarted():
-                self.workflow = event.workflow
-                self.total = event.total_tasks
-            case ev.RunFinished():
-                self.status = event.status
-            case ev.TaskAdded() if name is not None and name not in self.states:
-                self.total += 1
-                self._set(name, "queued")
-            case ev.TaskStarted() if name is not None:
-                self._set(name, "running")
-            case ev.TaskRetrying():
-                self.retries += 1
-            case ev.TaskSucceeded() if name is not None:
-                self._set(name, "succeeded")
-            case ev.TaskFailed() if name is not None:
-                self._set(name, "failed")
-            case ev.TaskCancelled() if name is not None:
-                self._set(name, "cancelled")
-            case ev.TaskSkipped() if name is not None:
-                self._set(name, "skipped")
-
-    def count(self, *states: str) -> int:
-        """How many tasks are in one of ``states`` now."""
-        return sum(self._counts.get(state, 0) for state in states)
-
-    @property
-    def done(self) -> int:
-        """Tasks that have finished, whatever their outcome."""
-        return self.count(*_TERMINAL)
-
-    @property
-    def running(self) -> list[str]:
-        """Names of the tasks running now."""
-        return list(self._running)
-
-    def running_sample(self, limit: int) -> tuple[list[str], int]:
-        """Up to ``limit`` names of running tasks, and how many run in all."""
-        return list(itertools.islice(self._running, limit)), len(self._running)
+    def render(self, task: Task) -> Text:
+        started: float | None = task.fields.get("started")
+        ended: float | None = task.fields.get("ended")
+        if started is None:
+            elapsed = task.elapsed
+        else:
+            elapsed = (ended if ended is not None else time.time()) - started
+        return Text(format_seconds(elapsed), style="progress.elapsed")
 
 
 class ProgressDisplay:
-    """A live progress bar for one run, fed by a :class:`RunTracker`.
+    """A live progress bar for one run, fed by a tracker or by snapshots.
 
     Shows tasks done/total, how many run (and which), how many failed, the elapsed
-    time and an estimate of the time left (from the pace so far). Disabled, it shows
-    nothing (for output that is not a terminal).
+    time and an estimate of the time left (from the pace of the last seconds).
+    Disabled, it shows nothing (for output that is not a terminal).
     """
 
     def __init__(self, console: Console, *, enabled: bool, description: str) -> None:
@@ -115,7 +68,7 @@ class ProgressDisplay:
             MofNCompleteColumn(),
             TextColumn("{task.fields[running]} running"),
             TextColumn("{task.fields[failed]}", style="red", markup=False),
-            TimeElapsedColumn(),
+            _RunElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
             TextColumn("{task.fields[names]}", style="dim", markup=False),
@@ -123,21 +76,33 @@ class ProgressDisplay:
             disable=not enabled,
         )
         self._task: TaskID = self._progress.add_task(
-            description, total=None, running=0, failed="", names=""
+            description, total=None, running=0, failed="", names="", started=None, ended=None
         )
 
-    def update(self, tracker: RunTracker) -> None:
-        """Redraw from ``tracker`` (the display refreshes itself a few times a second)."""
-        sample, running = tracker.running_sample(3)
-        failed = tracker.count("failed", "cancelled")
-        names = ", ".join(sample) + (f" +{running - 3}" if running > 3 else "")
+    def update(self, source: RunTracker | ProgressSnapshot) -> None:
+        """Redraw from a tracker or a snapshot (the display refreshes itself a few
+        times a second)."""
+        started, ended = source.started_at, source.finished_at
+        if isinstance(source, ProgressSnapshot):
+            sample, running = list(source.running[:_SHOWN]), source.count("running")
+            # Its times are the coordinator's clock: shift them onto ours (as if the
+            # snapshot were made now), so the elapsed time ticks on right.
+            shift = time.time() - source.at
+            started = None if started is None else started + shift
+            ended = None if ended is None else ended + shift
+        else:
+            sample, running = source.running_sample(_SHOWN)
+        failed = source.count("failed", "cancelled")
+        names = ", ".join(sample) + (f" +{running - _SHOWN}" if running > _SHOWN else "")
         self._progress.update(
             self._task,
-            total=tracker.total or None,
-            completed=tracker.done,
+            total=source.total or None,
+            completed=source.done,
             running=running,
             failed=f"{failed} failed" if failed else "",
             names=names,
+            started=started,
+            ended=ended,
         )
 
     def __enter__(self) -> ProgressDisplay:

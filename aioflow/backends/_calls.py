@@ -9,10 +9,11 @@ on one runs on the others.
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager
 from typing import Any
 
 from ..errors import SerializationError
-from ..observability.propagation import inject
+from ..observability.propagation import inject, publishing
 from ..serialization import Keyring, TaskCall, TaskRef, decode_result, encode_call
 from ..serialization.results import TaskResult
 from ..task import Task
@@ -38,6 +39,11 @@ class CallEncoder:
         if known is None or known[0] is not task:
             known = self._refs[id(task)] = (task, TaskRef.from_callable(task.fn))
         return known[1]
+
+    def batch(self) -> AbstractContextManager[None]:
+        """``with encoder.batch():`` around the calls of one submission (a traced run
+        makes one ``publish`` span per queue for them)."""
+        return publishing(self.run_id)
 
     def encode(
         self, execution: Execution, call_id: str, extra: dict[str, Any] | None = None

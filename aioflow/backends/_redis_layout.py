@@ -22,6 +22,9 @@ queue, and every key of a run, lives in one slot)::
     P:run:{R}:cancelled     flag (expires): the run was cancelled
     P:run:{R}:coordinator   string (expires): the pub/sub channel of the run's
                             coordinator (where ``aioflow cancel`` reaches it)
+    P:run:{R}:progress      stream (capped, expires): the run's progress snapshots,
+                            field d (JSON; ``aioflow watch`` reads them; see
+                            :mod:`aioflow.backends._redis_progress`)
     P:coordinator:<random>  pub/sub: outcomes of the runs of one coordinator
                             (msgpack ["o", run id, [call ids], [results]], batched)
     P:control               pub/sub: cancellations, new streams (msgpack)
@@ -76,6 +79,10 @@ class Keys:
 
     def run(self, run_id: str, what: str) -> bytes:
         return f"{self.prefix}:run:{{{run_id}}}:{what}".encode()
+
+    def progress(self, run_id: str) -> bytes:
+        """The stream of run ``run_id``'s progress snapshots."""
+        return self.run(run_id, "progress")
 
     def worker(self, worker_id: str) -> bytes:
         return f"{self.prefix}:worker:{worker_id}".encode()

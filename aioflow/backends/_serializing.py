@@ -164,14 +164,15 @@ class SerializingSession(MemorySession):
     def _submit(self, executions: Sequence[Execution]) -> None:
         encoder = self._encoder
         run_id = self.link.run_id
-        for execution in executions:
-            try:
-                execution.handle = encoder.encode(execution, f"{run_id}:{execution.call_id}")
-            except SerializationError as exc:
-                refused(execution, exc, run_id)
-                self._send.send_nowait(execution)
-                continue
-            self._pool.submit(execution, execution.task.options.priority)
+        with encoder.batch():
+            for execution in executions:
+                try:
+                    execution.handle = encoder.encode(execution, f"{run_id}:{execution.call_id}")
+                except SerializationError as exc:
+                    refused(execution, exc, run_id)
+                    self._send.send_nowait(execution)
+                    continue
+                self._pool.submit(execution, execution.task.options.priority)
 
     # --- the worker's side, and back: signed TaskResult -> Execution -----------------
 

@@ -334,6 +334,15 @@ class Backend(ABC):
         it: it opens on first use and closes with the backend."""
         return None
 
+    def run_instruments(self, run_id: str, workflow: str) -> Sequence[object]:
+        """Instruments the backend adds to each run it serves (see
+        :mod:`aioflow.instruments`), called once per run before it starts (default:
+        none). Their hooks are sync and quick, like any instrument's; what they must
+        do asynchronously runs in a task group the backend owns, and the backend
+        waits for it before it closes. The Redis backend publishes the run's progress
+        this way (``aioflow watch``)."""
+        return ()
+
     async def serve(self, worker: Any, *, queues: Sequence[str], grace: float) -> None:
         """Feed ``worker`` (an :class:`aioflow.Worker`) the executions of ``queues``
         until :meth:`~aioflow.Worker.shutdown`; then let running ones finish within

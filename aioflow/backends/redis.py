@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import itertools
 import math
 import secrets
 import time
 import urllib.parse
 from collections import defaultdict
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
@@ -51,6 +52,7 @@ from ..serialization import (
     encode_value,
 )
 from . import _redis_admin as _admin
+from . import _redis_progress as _progress
 from ._calls import CallEncoder, apply_result, refused
 from ._redis_admin import DeadLetter, WorkerInfo
 from ._redis_layout import (
@@ -61,10 +63,12 @@ from ._redis_layout import (
     Scripts,
     stream_field,
 )
+from ._redis_progress import ProgressPublisher
 from ._redis_router import Inbox, Router
 from .base import Backend, Execution, RunLink, Session, SessionStatistics, Status
 
 if TYPE_CHECKING:
+    from .._progress import ProgressSnapshot
     from ..channels import Channel
     from ..stores import RunStore
 
@@ -237,6 +241,7 @@ class RedisBackend(Backend):
         self._router: Router | None = None
         self._store: RunStore | None = None
         self._streams: set[bytes] = set()  # streams known to exist (registered)
+        self._publishers: set[ProgressPublisher] = set()  # runs' progress, being written
         if isinstance(url_or_client, str):
             if url_or_client.partition("://")[0].lower() not in self.schemes:
                 raise ConfigurationError(
@@ -307,6 +312,19 @@ class RedisBackend(Backend):
 
         return RedisChannel(self.client, run_id, keyring, prefix=self.prefix, ttl=self.result_ttl)
 
+    def run_instruments(self, run_id: str, workflow: str) -> Sequence[object]:
+        """A :class:`~aioflow.backends._redis_progress.ProgressPublisher`: the run's
+        progress, for ``aioflow watch`` (its writer runs in this backend's task group)."""
+        return (ProgressPublisher(self, run_id, workflow),)
+
+    def _start_publisher(self, publisher: ProgressPublisher) -> bool:
+        """Run ``publisher``'s writer in the backend's task group (False: not open)."""
+        if self._tg is None:
+            return False
+        self._publishers.add(publisher)
+        self._tg.start_soon(publisher.run)
+        return True
+
     def run_store(self) -> RunStore:
         """The backend's journal store: one for all its runs (it opens on first use,
         shares the backend's client, and closes with the backend)."""
@@ -348,7 +366,9 @@ class RedisBackend(Backend):
             if store is not None:
                 await store.aclose()
         if self._opened == 0 and self._owned:
-            with contextlib.suppress(RedisError, OSError):
+            # Shielded: closed by a cancelled caller, the pool must still let go of
+            # its connections (else they leak, open, until garbage collection).
+            with anyio.CancelScope(shield=True), contextlib.suppress(RedisError, OSError):
                 await self.client.aclose()
                 await self.client.connection_pool.disconnect()
 
@@ -374,6 +394,12 @@ class RedisBackend(Backend):
     ) -> None:
         try:
             if self._opened == 1 and self._stack is not None:
+                if self._publishers:
+                    # The runs' last progress snapshots are written before the task
+                    # group goes (run() returns after them); bounded.
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(self.timeout):
+                        for publisher in list(self._publishers):
+                            await publisher.close()
                 stack, self._stack = self._stack, None
                 if self._tg is not None:
                     self._tg.cancel_scope.cancel()
@@ -444,6 +470,27 @@ class RedisBackend(Backend):
         """Cancel a run from any process (``aioflow cancel RUN_ID``)."""
         await self._admin("cancelling the run", _admin.cancel_run(self, run_id, reason))
 
+    async def follow_progress(self, run_id: str) -> AsyncIterator[ProgressSnapshot]:
+        """The progress of run ``run_id`` as its coordinator publishes it
+        (``aioflow watch``): the latest snapshot, then each new one, until the final
+        one (its ``status`` is no longer ``"running"``).
+
+        Raises:
+            ConfigurationError: no progress of such a run here (a wrong id or prefix,
+                or a run that ended more than ``result_ttl`` ago).
+            RunStateError: the coordinator stopped publishing while the run ran (its
+                process died; ``aioflow resume`` continues the run).
+            BackendUnavailableError: Redis failed.
+        """
+        snapshots = _progress.follow(self, run_id)
+        try:
+            async for snapshot in snapshots:
+                yield snapshot
+        except (RedisError, OSError) as exc:
+            raise self.error(exc, "reading the run's progress") from exc
+        finally:
+            await snapshots.aclose()
+
     async def _admin(self, doing: str, work: Coroutine[Any, Any, T]) -> T:
         try:
             return await work
@@ -467,6 +514,10 @@ class RedisBackend(Backend):
         keyring.require_production(backend=self.describe())
         router = await self.router()
         session = RedisSession(link, self, keyring, router)
+        publisher = next((p for p in self._publishers if p.run_id == link.run_id), None)
+        if publisher is not None:
+            publisher.session = session  # "running": what the session has out
+            session.on_sent = publisher.touch
         try:
             await session.start()
         except (RedisError, OSError) as exc:
@@ -486,6 +537,8 @@ class RedisBackend(Backend):
                             await session.stop_writing()
                     tg.cancel_scope.cancel()
         finally:
+            if publisher is not None:
+                publisher.session = None
             with anyio.CancelScope(shield=True):
                 await session.close()
 
@@ -526,6 +579,7 @@ class RedisSession(Session):
         self._seq = 0
         self._closing = False
         self._writer_done = anyio.Event()
+        self.on_sent: Callable[[], None] | None = None  # after each batch sent
 
     # --- setting up --------------------------------------------------------------------
 
@@ -586,6 +640,12 @@ class RedisSession(Session):
     # --- submitting --------------------------------------------------------------------
 
     def _submit(self, executions: Sequence[Execution]) -> None:
+        with self._encoder.batch():  # one submission: one publish span (traced runs)
+            self._submit_batch(executions)
+        if self._outbox or self._done:
+            self._outbox_ready.set()
+
+    def _submit_batch(self, executions: Sequence[Execution]) -> None:
         encoder = self._encoder
         run_id = self.link.run_id
         extra = {"notify": True} if self._notify else None
@@ -616,8 +676,6 @@ class RedisSession(Session):
                 heapq.heappush(self._parked, (-options.priority, self._seq, item))
             else:
                 self._outbox.append(item)
-        if self._outbox or self._done:
-            self._outbox_ready.set()
 
     def _out_count(self) -> int:
         return len(self._waiting) + len(self._outbox)
@@ -664,6 +722,12 @@ class RedisSession(Session):
         self._parked.clear()
         return dropped
 
+    def out_sample(self, limit: int) -> tuple[int, list[str]]:
+        """How many executions are out (handed to the workers, not back), and the
+        task names of up to ``limit`` of them."""
+        names = [execution.name for execution in itertools.islice(self._waiting.values(), limit)]
+        return len(self._waiting), names
+
     def statistics(self) -> SessionStatistics:
         return SessionStatistics(
             queued=len(self._outbox) + len(self._parked), running=len(self._waiting)
@@ -697,6 +761,8 @@ class RedisSession(Session):
                     for _, call_id, execution in batch:
                         self._waiting[call_id] = execution  # out from now on
                     await self._send(batch)
+                    if self.on_sent is not None:
+                        self.on_sent()
             except (RedisError, OSError) as exc:
                 # Retried by redis-py already: the run cannot go on.
                 error = self.backend.error(exc, "submitting tasks")

@@ -7,7 +7,10 @@ Nothing here imports OpenTelemetry; a tracing instrument
   for the run's id (:func:`register_injector`). When a backend encodes a
   ``TaskCall`` for that run (:class:`~aioflow.backends._calls.CallEncoder`), it asks
   :func:`inject` for the call's carrier (W3C ``traceparent``...), which travels in
-  ``TaskCall.trace``. A run nobody traces costs one dictionary lookup per call.
+  ``TaskCall.trace``; the calls of one submission are bracketed by
+  :func:`publishing`, so the instrument makes one ``publish`` span per batch (and
+  queue), the messaging conventions' batch send. A run nobody traces costs one
+  dictionary lookup per call.
 * **Worker.** While an attempt executes, :func:`current_call` is the ``TaskCall``
   it came in (set by the worker runtime in the attempt's own context), so an
   instrument's ``on_task_start`` finds the carrier, the queue and the enqueue time.
@@ -22,9 +25,10 @@ Nothing here imports OpenTelemetry; a tracing instrument
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ..serialization import TaskCall
@@ -36,6 +40,7 @@ __all__ = [
     "context_carrier",
     "current_call",
     "inject",
+    "publishing",
     "register_injector",
     "register_span_relay",
     "relay_spans",
@@ -44,9 +49,23 @@ __all__ = [
     "unregister_span_relay",
 ]
 
-#: ``injector(task_name, options) -> carrier``: the trace context of one call of a run
-#: (``options`` are the call's wire options: queue, priority, handler...).
-Injector = Callable[[str, Mapping[str, Any]], dict[str, str]]
+
+class Injector(Protocol):
+    """What a tracing instrument registers for a traced run (see :func:`register_injector`).
+
+    ``inject(task_name, options) -> carrier``: the trace context of one call of the
+    run (``options`` are the call's wire options: queue, priority, handler...).
+    ``begin()`` / ``end()`` bracket the calls a backend sends together (one
+    submission, :func:`publishing`), so one ``publish`` span can stand for the batch;
+    a call injected outside them is a batch of its own.
+    """
+
+    def inject(self, task_name: str, options: Mapping[str, Any]) -> dict[str, str]: ...
+
+    def begin(self) -> None: ...
+
+    def end(self) -> None: ...
+
 
 # Run id -> its injector. Written only by tracing instruments' run hooks (on the run's
 # loop); read by the run's backend session on the same loop.
@@ -86,9 +105,26 @@ def inject(run_id: str, task_name: str, options: Mapping[str, Any]) -> dict[str,
     if injector is None:
         return {}
     try:
-        return injector(task_name, options)
+        return injector.inject(task_name, options)
     except Exception:
         return {}
+
+
+@contextmanager
+def publishing(run_id: str) -> Iterator[None]:
+    """Bracket the calls of ``run_id`` a backend sends together (one submission): a
+    traced run makes one ``publish`` span per queue for them, not one per call."""
+    injector = _injectors.get(run_id)
+    if injector is None:
+        yield
+        return
+    with suppress(Exception):
+        injector.begin()
+    try:
+        yield
+    finally:
+        with suppress(Exception):
+            injector.end()
 
 
 def current_call() -> TaskCall | None:

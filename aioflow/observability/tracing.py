@@ -10,9 +10,11 @@ span                   kind        made
 ``aioflow.run``        INTERNAL    by the coordinator, for the whole run; a child of
                                    the span current when the run starts (a web
                                    request's, say)
-``publish {queue}``    PRODUCER    by the coordinator, for each call that crosses a
+``publish {queue}``    PRODUCER    by the coordinator, for the calls that cross a
                                    process (Redis, ``memory://?serialize=true``):
-                                   from enqueue to its outcome coming back
+                                   one per queue for the calls sent together (a
+                                   batch send: ``messaging.batch.message_count``),
+                                   while they are encoded and handed over
 ``aioflow.task``       INTERNAL    by the process where the attempt runs: in-process
                        / CONSUMER  (INTERNAL), or on a worker (CONSUMER: a child of
                                    the ``publish`` span, whose context travelled in
@@ -114,7 +116,9 @@ class Tracing:
         self._error = trace.Status(trace.StatusCode.ERROR)
         self._runs: dict[str, tuple[Any, Any, str]] = {}  # run id -> (span, token, workflow)
         self._tasks: dict[tuple[str, str], Any] = {}  # (run id, task) -> attempt span
-        self._sends: dict[tuple[str, str], Any] = {}  # (run id, task) -> publish span
+        # run id -> tasks whose calls were sent to other processes (they trace them)
+        self._remote: dict[str, set[str]] = {}
+        self._last_carrier: tuple[dict[str, str], Any] | None = None  # see _extract
         set_trace_ids_source(self._current_ids)
         register_span_relay(self._carrier, self._relay)
 
@@ -153,7 +157,8 @@ class Tracing:
         # detached by on_run_end, which the scheduler calls from the same coroutine.
         token = self._otel_context.attach(self._trace.set_span_in_context(span))
         self._runs[event.run_id] = (span, token, event.workflow)
-        register_injector(event.run_id, self._injector(event.run_id))
+        self._remote[event.run_id] = set()
+        register_injector(event.run_id, _Publisher(self, event.run_id, span, event.workflow))
 
     def _on_run_end(self, event: ev.RunFinished) -> None:
         entry = self._runs.pop(event.run_id, None)
@@ -161,9 +166,10 @@ class Tracing:
             return
         span, token, _ = entry
         unregister_injector(event.run_id)
-        for spans in (self._tasks, self._sends):  # left open by a run that ended early
-            for key in [k for k in spans if k[0] == event.run_id]:
-                spans.pop(key).end()
+        self._remote.pop(event.run_id, None)
+        spans = self._tasks  # left open by a run that ended early
+        for key in [k for k in spans if k[0] == event.run_id]:
+            spans.pop(key).end()
         span.set_attribute("aioflow.run.status", event.status)
         if event.error is not None and event.status == "failed":
             cause = event.error.__cause__ or event.error
@@ -172,40 +178,15 @@ class Tracing:
         span.end()
         self._otel_context.detach(token)
 
-    # --- calls that cross a process (coordinator) --------------------------------------
-
-    def _injector(self, run_id: str) -> Any:
-        def inject(task_name: str, options: Mapping[str, Any]) -> dict[str, str]:
-            run = self._runs.get(run_id)
-            if run is None:
-                return {}
-            key = (run_id, task_name)
-            old = self._sends.pop(key, None)
-            if old is not None:
-                old.end()
-            queue = options.get("queue", "default")
-            span = self._tracer.start_span(
-                f"publish {queue}",
-                context=self._trace.set_span_in_context(run[0]),
-                kind=self._kind.PRODUCER,
-                attributes={
-                    "messaging.system": "aioflow",
-                    "messaging.operation.type": "send",
-                    "messaging.operation.name": "publish",
-                    "messaging.destination.name": queue,
-                    "aioflow.run.id": run_id,
-                    "aioflow.workflow": run[2],
-                    "aioflow.task.name": task_name,
-                    "aioflow.task.priority": options.get("priority", 0),
-                    "aioflow.task.handler": options.get("handler", "inline"),
-                },
-            )
-            self._sends[key] = span
-            carrier: dict[str, str] = {}
-            self._propagate.inject(carrier, context=self._trace.set_span_in_context(span))
-            return carrier
-
-        return inject
+    def _extract(self, carrier: Mapping[str, str]) -> Any:
+        """The context of ``carrier``; the last one is kept, since the calls of one batch
+        carry the same (parsing a ``traceparent`` costs more than comparing it)."""
+        last = self._last_carrier
+        if last is not None and last[0] == carrier:
+            return last[1]
+        context = self._propagate.extract(carrier)
+        self._last_carrier = (dict(carrier), context)
+        return context
 
     # --- task attempts -----------------------------------------------------------------
 
@@ -222,7 +203,7 @@ class Tracing:
         here = _here(event)
         if call is not None and here and call.run_id == event.run_id:
             # A worker (or the serializing backend): the call says where it came from.
-            parent = self._propagate.extract(call.trace)
+            parent = self._extract(call.trace)
             if call.workflow:
                 attributes["aioflow.workflow"] = call.workflow
             options = call.options
@@ -244,13 +225,9 @@ class Tracing:
             run = self._runs.get(event.run_id)
             if run is None:  # not a traced run
                 return
-            send = self._sends.get(key)
-            if send is not None and not here:
-                # Started on a worker: that worker's span is the attempt's; the
-                # publish span notes when it began.
-                send.add_event("started", {"aioflow.task.attempt": event.attempt})
-                return
-            parent = self._trace.set_span_in_context(send if send is not None else run[0])
+            if not here and event.task_name in self._remote[event.run_id]:
+                return  # sent to a worker: that worker's span is the attempt's
+            parent = self._trace.set_span_in_context(run[0])
             attributes["aioflow.workflow"] = run[2]
             kind = self._kind.INTERNAL
         ctx = _current.get() if here else None
@@ -280,19 +257,21 @@ class Tracing:
         key = (event.run_id, event.task_name)
         outcome = outcome_of(event)
         error: BaseException | None = getattr(event, "error", None)
-        for spans in (self._tasks, self._sends):
-            span = spans.pop(key, None)
-            if span is None:
-                continue
-            span.set_attribute("aioflow.task.outcome", outcome)
-            if error is not None:
-                span.record_exception(error)
-                span.set_status(
-                    self._trace.Status(self._trace.StatusCode.ERROR, f"{type(error).__name__}")
-                )
-            elif outcome == "cancelled":
-                span.set_attribute("aioflow.task.cancel_reason", getattr(event, "reason", ""))
-            span.end()
+        remote = self._remote.get(event.run_id)
+        if remote:
+            remote.discard(event.task_name)
+        span = self._tasks.pop(key, None)
+        if span is None:
+            return
+        span.set_attribute("aioflow.task.outcome", outcome)
+        if error is not None:
+            span.record_exception(error)
+            span.set_status(
+                self._trace.Status(self._trace.StatusCode.ERROR, f"{type(error).__name__}")
+            )
+        elif outcome == "cancelled":
+            span.set_attribute("aioflow.task.cancel_reason", getattr(event, "reason", ""))
+        span.end()
 
     # --- spans of another process (an attempt in a container) --------------------------
 
@@ -362,7 +341,80 @@ class Tracing:
     on_task_retry = _hook("_on_task_retry")
 
     def __repr__(self) -> str:
-        return f"<Tracing runs={len(self._runs)} open={len(self._tasks) + len(self._sends)}>"
+        return f"<Tracing runs={len(self._runs)} open={len(self._tasks)}>"
+
+
+class _Publisher:
+    """The injector of one traced run: one ``publish {queue}`` span (PRODUCER) per queue
+    for the calls of one submission (the messaging conventions' batch send), whose
+    context every call of the batch carries; a call outside a submission is a batch
+    of its own. The span lasts while the batch is encoded and handed to the backend;
+    where and when each call ran are its worker's ``aioflow.task`` spans."""
+
+    __slots__ = ("_depth", "_open", "_run_id", "_run_span", "_tracing", "_workflow")
+
+    def __init__(self, tracing: Tracing, run_id: str, run_span: Any, workflow: str) -> None:
+        self._tracing = tracing
+        self._run_id = run_id
+        self._run_span = run_span
+        self._workflow = workflow
+        self._depth = 0
+        # queue -> [span, carrier, calls, (first task, its options)]
+        self._open: dict[str, list[Any]] = {}
+
+    def begin(self) -> None:
+        self._depth += 1
+
+    def end(self) -> None:
+        self._depth = max(0, self._depth - 1)
+        if self._depth == 0 and self._open:
+            self._close()
+
+    def inject(self, task_name: str, options: Mapping[str, Any]) -> dict[str, str]:
+        tracing = self._tracing
+        remote = tracing._remote.get(self._run_id)
+        if remote is None:  # the run ended
+            return {}
+        remote.add(task_name)
+        queue = options.get("queue", "default")
+        batch = self._open.get(queue)
+        if batch is None:
+            trace = tracing._trace
+            span = tracing._tracer.start_span(
+                f"publish {queue}",
+                context=trace.set_span_in_context(self._run_span),
+                kind=tracing._kind.PRODUCER,
+                attributes={
+                    "messaging.system": "aioflow",
+                    "messaging.operation.type": "send",
+                    "messaging.operation.name": "publish",
+                    "messaging.destination.name": queue,
+                    "aioflow.run.id": self._run_id,
+                    "aioflow.workflow": self._workflow,
+                },
+            )
+            carrier: dict[str, str] = {}
+            tracing._propagate.inject(carrier, context=trace.set_span_in_context(span))
+            batch = self._open[queue] = [span, carrier, 0, (task_name, options)]
+        batch[2] += 1
+        if self._depth == 0:
+            self._close()
+        return dict(batch[1])
+
+    def _close(self) -> None:
+        for span, _, calls, (task_name, options) in self._open.values():
+            if calls == 1:  # the span of one call says which
+                span.set_attributes(
+                    {
+                        "aioflow.task.name": task_name,
+                        "aioflow.task.priority": options.get("priority", 0),
+                        "aioflow.task.handler": options.get("handler", "inline"),
+                    }
+                )
+            else:
+                span.set_attribute("messaging.batch.message_count", calls)
+            span.end()
+        self._open.clear()
 
 
 def _parents_first(records: Sequence[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
