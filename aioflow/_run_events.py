@@ -19,7 +19,7 @@ __all__ = ["RunEvents"]
 class RunEvents:
     """Emits the typed events of run ``run_id`` to its instruments."""
 
-    __slots__ = ("_inst", "run_id", "task_end", "task_start")
+    __slots__ = ("_inst", "remote_starts", "run_id", "task_end", "task_start")
 
     def __init__(self, instruments: Instruments, run_id: str) -> None:
         self._inst = instruments
@@ -28,6 +28,7 @@ class RunEvents:
         # are fixed for a run (one that fails is disabled, and then just not called).
         self.task_end: bool = instruments.task_end
         self.task_start: bool = instruments.task_start
+        self.remote_starts: bool = instruments.remote_starts
 
     def run_started(self, workflow: str, total: int) -> None:
         if self._inst.run_start:

@@ -276,6 +276,7 @@ class Scheduler:
             view=self._view,
             handlers=self._handlers,
             on_started=self._on_started if self._events.task_start else None,
+            remote_starts=self._events.remote_starts,
             save_checkpoint=self.save_checkpoint if self._journal else None,
             max_concurrency=self._max_concurrency,
             debug=self._debug,

@@ -20,6 +20,12 @@ hook               called with
 ``on_event``       every event above, after its own hook
 =================  ===================================================================
 
+An instrument whose ``on_task_start`` only cares about attempts that run in its own
+process (a tracer: an attempt on a worker is traced by that worker) says so with a
+class attribute ``remote_starts = False``; when no listener wants them, a
+distributed backend does not have its workers announce each start (one message
+less per task), and no ``TaskStarted`` is made for those attempts.
+
 Hooks are plain (sync) callables, called on the run's event loop in the order the
 events happen; they must be quick and must not block. A hook that raises is
 logged once, with its traceback, and that instrument is disabled for the rest of
@@ -87,6 +93,9 @@ class Instruments:
         general = bool(self._hooks["on_event"])
         for name in _NAMES:
             setattr(self, name.removeprefix("on_"), general or bool(self._hooks[name]))
+        self.remote_starts = general or any(
+            getattr(obj, "remote_starts", True) for obj, _ in self._hooks["on_task_start"]
+        )
 
     # Flags, one per hook: True when somebody listens (set by _rebuild).
     run_start: bool
@@ -98,6 +107,8 @@ class Instruments:
     group_end: bool
     run_end: bool
     event: bool
+    #: Whether a listener wants ``TaskStarted`` of attempts in other processes too.
+    remote_starts: bool
 
     def __bool__(self) -> bool:
         return bool(self._instruments)

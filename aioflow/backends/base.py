@@ -178,6 +178,9 @@ class RunLink:
             backend's own.
         cancel: cancels the whole run (a backend calls it when the run is cancelled
             from elsewhere, e.g. ``aioflow cancel RUN_ID``); None when not offered.
+        remote_starts: whether ``on_started`` wants executions that run in other
+            processes too (False: only local ones; a distributed backend need not
+            have its workers announce starts).
     """
 
     run_id: str
@@ -191,6 +194,7 @@ class RunLink:
     debug: bool = False
     keyring: Keyring | None = None
     cancel: Callable[[str], None] | None = None
+    remote_starts: bool = True
 
 
 @dataclass(frozen=True, slots=True)

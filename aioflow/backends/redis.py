@@ -567,7 +567,8 @@ class RedisSession(Session):
         self._new_names: list[str] = []  # dynamic tasks: to add there
         self._cancelled_key = self._keys.run(run_id, "cancelled")
         self._nonce = secrets.token_hex(4)  # call ids differ between coordinators of a run
-        self._notify = link.on_started is not None
+        # Workers announce starts only when somebody here wants them (not a tracer).
+        self._notify = link.on_started is not None and link.remote_starts
         self._outbox: list[tuple[bytes, bytes, Execution]] = []  # (stream, call id, ex)
         self._outbox_ready = anyio.Event()
         self._controls: list[bytes] = []  # control messages to publish
@@ -916,7 +917,8 @@ class RedisSession(Session):
 
     def _outcomes(self, call_ids: list[bytes], results: list[bytes]) -> None:
         waiting = self._waiting
-        on_started = self.link.on_started
+        # Starts of executions on workers, for whoever wants them (not a tracer alone).
+        on_started = self.link.on_started if self.link.remote_starts else None
         run_id = self.link.run_id
         for call_id, data in zip(call_ids, results, strict=False):
             execution = waiting.get(call_id)

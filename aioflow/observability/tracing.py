@@ -98,6 +98,10 @@ class Tracing:
             (``pip install "aioflow[otel]"``).
     """
 
+    #: An attempt on a worker is traced by that worker: its start need not be
+    #: announced to the coordinator (see :mod:`aioflow.instruments`).
+    remote_starts = False
+
     def __init__(self, tracer_provider: Any = None) -> None:
         trace = require("opentelemetry.trace", feature="tracing (Tracing)", extra="otel")
         self._otel_context = require("opentelemetry.context", feature="tracing", extra="otel")

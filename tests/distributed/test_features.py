@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from worker_processes import WorkerProcesses
 
 import aioflow
-from aioflow import ConfigurationError, QueueFullError, RunStatus, WorkflowFailedError
+from aioflow import ConfigurationError, QueueFullError, RunStatus, WorkflowFailedError, events
 from aioflow.backends.redis import RedisBackend
 
 from . import tasks
@@ -248,3 +248,35 @@ async def test_the_cli_and_resume_take_a_backend_url_with_its_options(
     # A run id it does not hold: "no such run", not "unknown option visibility_timeout".
     with pytest.raises(aioflow.CheckpointError):
         await aioflow.resume(url, tasks.small, run_id="no-such-run")
+
+
+# --- starts announced only to who wants them -----------------------------------------
+
+
+class _Starts:
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def on_task_start(self, event: events.TaskStarted) -> None:
+        assert event.task_name is not None
+        self.seen.append(event.task_name)
+
+
+class _LocalStarts(_Starts):
+    remote_starts = False  # as a tracer: a worker traces its own attempts
+
+
+async def test_workers_announce_starts_only_when_an_instrument_wants_remote_ones(
+    url: str, start_workers: StartWorkers
+) -> None:
+    start_workers(url, count=1, concurrency=4)
+    wf = tasks.fan_out("starts", tasks.quick, 6)
+    local = _LocalStarts()
+    with anyio.fail_after(30):
+        await aioflow.run(wf, backend=url, instruments=[local])
+    assert local.seen == []  # nothing announced: no TaskStarted made for worker attempts
+    local, every = _LocalStarts(), _Starts()
+    with anyio.fail_after(30):
+        await aioflow.run(wf, backend=url, instruments=[local, every])
+    assert sorted(every.seen) == sorted(wf.graph.tasks)
+    assert sorted(local.seen) == sorted(every.seen)  # announced for one, seen by all
