@@ -123,6 +123,7 @@ class Tracing:
         # run id -> tasks whose calls were sent to other processes (they trace them)
         self._remote: dict[str, set[str]] = {}
         self._last_carrier: tuple[dict[str, str], Any] | None = None  # see _extract
+        self._unsampled: set[str] = set()  # runs the sampler left out
         set_trace_ids_source(self._current_ids)
         register_span_relay(self._carrier, self._relay)
 
@@ -156,6 +157,13 @@ class Tracing:
             },
         )
         if not span.is_recording():  # no SDK, or not sampled: this run is not traced
+            if span.get_span_context().is_valid:
+                # Sampled out: its calls say so (W3C flags 00), so a worker's
+                # parent-based sampler does not trace them either.
+                carrier: dict[str, str] = {}
+                self._propagate.inject(carrier, context=self._trace.set_span_in_context(span))
+                self._unsampled.add(event.run_id)
+                register_injector(event.run_id, _Unsampled(carrier))
             return
         # Current in the scheduler's context for the run (logs, spans of the backend);
         # detached by on_run_end, which the scheduler calls from the same coroutine.
@@ -167,6 +175,9 @@ class Tracing:
     def _on_run_end(self, event: ev.RunFinished) -> None:
         entry = self._runs.pop(event.run_id, None)
         if entry is None:
+            if event.run_id in self._unsampled:
+                self._unsampled.discard(event.run_id)
+                unregister_injector(event.run_id)
             return
         span, token, _ = entry
         unregister_injector(event.run_id)
@@ -346,6 +357,25 @@ class Tracing:
 
     def __repr__(self) -> str:
         return f"<Tracing runs={len(self._runs)} open={len(self._tasks)}>"
+
+
+class _Unsampled:
+    """The injector of a run the sampler left out: every call carries its unsampled
+    context, and no span is made."""
+
+    __slots__ = ("_carrier",)
+
+    def __init__(self, carrier: dict[str, str]) -> None:
+        self._carrier = carrier
+
+    def begin(self) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+    def inject(self, task_name: str, options: Mapping[str, Any]) -> dict[str, str]:
+        return dict(self._carrier)
 
 
 class _Publisher:

@@ -161,3 +161,37 @@ def test_without_an_sdk_the_instruments_have_no_hooks() -> None:
     assert tracing.on_task_start is None and metrics.on_task_end is None
     inst = Instruments([tracing, metrics])
     assert not (inst.task_start or inst.task_end or inst.run_start)
+
+
+async def test_a_run_left_out_by_the_sampler_tells_its_workers_so() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    from aioflow.observability import propagation
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    carriers: list[dict[str, str]] = []
+
+    class Calls:  # where the calls are received: what they carry
+        def on_task_start(self, event: Any) -> None:
+            call = propagation.current_call()
+            if call is not None:
+                carriers.append(dict(call.trace))
+
+    result = await aioflow.run(
+        flows.good(),
+        backend="memory://?serialize=true",
+        run_id="unsampled",
+        instruments=[Tracing(provider), Calls()],
+    )
+    assert result["sink"] == 24
+    assert len(carriers) == 5 and exporter.get_finished_spans() == ()
+    for carrier in carriers:  # W3C traceparent: version-trace-parent-flags
+        flags = int(carrier["traceparent"].rsplit("-", 1)[1], 16)
+        assert flags & 1 == 0, carrier  # the sampled bit is off
+    assert "unsampled" not in propagation._injectors  # forgotten with the run
+    provider.shutdown()
