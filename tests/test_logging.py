@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import io
-import json
-import logging
 from collections.abc import Iterator
 
 import anyio
 import pytest
+from log_capture import json_lines, json_log_capture
 
 import aioflow
 from aioflow import TaskContext, task, workflow
@@ -36,12 +35,8 @@ def make() -> aioflow.Workflow:
 
 @pytest.fixture
 def json_logs() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    handler = aioflow.configure_logging("DEBUG", json=True, stream=stream)
-    yield stream
-    logger = logging.getLogger("aioflow")
-    logger.removeHandler(handler)
-    logger.setLevel(logging.NOTSET)
+    with json_log_capture("DEBUG") as stream:
+        yield stream
 
 
 async def test_nothing_is_printed_without_configuration(
@@ -54,7 +49,7 @@ async def test_nothing_is_printed_without_configuration(
 
 async def test_json_logs_carry_run_task_and_attempt(json_logs: io.StringIO) -> None:
     result = await aioflow.run(make(), run_id="run-42")
-    lines = [json.loads(line) for line in json_logs.getvalue().splitlines()]
+    lines = json_lines(json_logs)
     assert lines, "logging was configured, so lines are expected"
     working = next(line for line in lines if line["event"] == "working")
     assert working["run_id"] == "run-42"
@@ -92,7 +87,7 @@ async def test_failures_are_logged_at_their_level_with_the_error(
         stuck_wf.add(stuck)
     with pytest.raises(aioflow.WorkflowFailedError):
         await aioflow.run(stuck_wf, run_id="run-stuck")
-    lines = [json.loads(line) for line in json_logs.getvalue().splitlines()]
+    lines = json_lines(json_logs)
     retry = next(line for line in lines if "retrying" in line["event"])
     assert retry["level"] == "warning" and retry["task_name"] == "flaky"
     assert "ConnectionError: blip" in retry["exception"]

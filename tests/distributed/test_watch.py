@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import os
 import secrets
 import subprocess
@@ -25,6 +24,7 @@ import pytest
 import redis.asyncio as aioredis
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
+from log_capture import json_lines, json_log_capture
 from rich.console import Console
 from worker_processes import WorkerProcesses
 
@@ -130,12 +130,8 @@ async def next_snapshot(stdout: BufferedByteReceiveStream) -> dict[str, Any]:
 
 @pytest.fixture
 def warnings_log() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    handler = aioflow.configure_logging("WARNING", json=True, stream=stream)
-    yield stream
-    logger = logging.getLogger("aioflow")
-    logger.removeHandler(handler)
-    logger.setLevel(logging.NOTSET)
+    with json_log_capture("WARNING") as stream:
+        yield stream
 
 
 # --- aioflow watch -------------------------------------------------------------------------
@@ -284,7 +280,7 @@ async def test_a_run_whose_progress_cannot_be_published_still_succeeds(
         result = await aioflow.run(tasks.fan_out("fan", tasks.quick, 5), backend=url, run_id=run_id)
     assert result.status is RunStatus.SUCCEEDED
     assert await client.get(key) == b"not a stream"
-    lines = [json.loads(line) for line in warnings_log.getvalue().splitlines()]
+    lines = json_lines(warnings_log)
     failures = [line for line in lines if "publishing the run's progress failed" in line["event"]]
     assert len(failures) == 1, lines  # said once
     assert failures[0]["run_id"] == run_id and "WRONGTYPE" in failures[0]["error"]

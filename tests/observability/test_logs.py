@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import io
-import json
-import logging
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from log_capture import json_lines, json_log_capture
 
 import aioflow
 from aioflow.observability import Tracing
@@ -19,16 +18,12 @@ from .conftest import Spans
 
 @pytest.fixture
 def json_logs() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    handler = aioflow.configure_logging("INFO", json=True, stream=stream)
-    yield stream
-    logger = logging.getLogger("aioflow")
-    logger.removeHandler(handler)
-    logger.setLevel(logging.NOTSET)
+    with json_log_capture("INFO") as stream:
+        yield stream
 
 
 def _lines(stream: io.StringIO) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in stream.getvalue().splitlines()]
+    return json_lines(stream)
 
 
 async def test_task_lines_carry_the_ids_of_their_attempt_span(
