@@ -111,7 +111,7 @@ def _telemetry(args: argparse.Namespace) -> tuple[list[object], Any]:
 
         meters, server = serve_prometheus(args.metrics_port, args.metrics_host)
         stops += [server.shutdown, meters.shutdown]
-        instruments.append(Metrics(meters))
+        instruments.append(Metrics(meters, task_names=not args.metrics_no_task_names))
 
     def stop() -> None:
         for each in stops:
@@ -245,6 +245,12 @@ def _add_worker(subparsers: Any, common: argparse.ArgumentParser) -> None:
         default="0.0.0.0",
         metavar="HOST",
         help="the address --metrics-port listens on (default 0.0.0.0)",
+    )
+    p.add_argument(
+        "--metrics-no-task-names",
+        action="store_true",
+        help="label task metrics by workflow and queue only, not by task name (for "
+        "fan-outs of thousands of bound nodes)",
     )
     p.set_defaults(command=cmd_worker)
 

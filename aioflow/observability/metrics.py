@@ -101,7 +101,8 @@ SECONDS_BUCKETS = (
     1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
 )  # fmt: skip
 
-SeriesKey = tuple[str, str, str | None]  # workflow, task name, queue (None: not known)
+# workflow, task name (None: not labelled), queue (None: not known)
+SeriesKey = tuple[str, str | None, str | None]
 
 # The counters of _Series, by metric: (attribute, unit, description).
 _COUNTERS = {
@@ -232,11 +233,13 @@ class _Meters:
             return True
         return not self._never and not isinstance(self._otel.get_meter_provider(), self._noop)
 
-    def of(self, workflow: str, task: str, queue: str | None) -> _Series:
+    def of(self, workflow: str, task: str | None, queue: str | None) -> _Series:
         key = (workflow, task, queue)
         series = self.series.get(key)
         if series is None:
-            attributes: dict[str, Any] = {"aioflow.task.name": task, "aioflow.workflow": workflow}
+            attributes: dict[str, Any] = {"aioflow.workflow": workflow}
+            if task is not None:
+                attributes["aioflow.task.name"] = task
             if queue is not None:
                 attributes["aioflow.task.queue"] = queue
             series = self.series[key] = _Series(attributes)
@@ -255,14 +258,18 @@ class Metrics:
     Args:
         meter_provider: where metrics go (default: the global provider, as set by
             ``opentelemetry.metrics.set_meter_provider``; without one, nothing records).
+        task_names: label task metrics with ``aioflow.task.name`` (default). False:
+            by workflow (and queue) only, for fan-outs of thousands of bound nodes,
+            where a series per node name would be too many.
 
     Raises:
         MissingDependencyError: OpenTelemetry is not installed
             (``pip install "aioflow[otel]"``).
     """
 
-    def __init__(self, meter_provider: Any = None) -> None:
+    def __init__(self, meter_provider: Any = None, *, task_names: bool = True) -> None:
         otel = require("opentelemetry.metrics", feature="metrics (Metrics)", extra="otel")
+        self._task_names = task_names
         from .. import __version__
 
         provider = meter_provider if meter_provider is not None else otel.get_meter_provider()
@@ -300,17 +307,18 @@ class Metrics:
     def _on_task_start(self, event: ev.TaskStarted) -> None:
         name = event.task_name
         assert name is not None
+        label = name if self._task_names else None
         call = current_call()
         if call is not None and call.run_id == event.run_id and call.task_name == name:
             series = self._meters.of(
-                call.workflow or "", name, call.options.get("queue", "default")
+                call.workflow or "", label, call.options.get("queue", "default")
             )
             enqueued = call.options.get("enqueued_at")
             if type(enqueued) is float:
                 self._meters.queue_wait.record(max(0.0, time.time() - enqueued), series.attributes)
         else:
             known = self._workflows.get(event.run_id)
-            series = self._meters.of(known[0] if known else "", name, None)
+            series = self._meters.of(known[0] if known else "", label, None)
         key = (event.run_id, name)
         old = self._running.pop(key, None)
         if old is not None:
@@ -330,7 +338,8 @@ class Metrics:
         duration: float | None
         if started is None:
             known = self._workflows.get(event.run_id)
-            series = self._meters.of(known[0] if known else "", event.task_name, None)
+            label = event.task_name if self._task_names else None
+            series = self._meters.of(known[0] if known else "", label, None)
             duration = None
         else:
             series, t0 = started

@@ -33,6 +33,17 @@ async def test_counts_of_a_run(readings: Readings) -> None:
     assert sum(p.count for p in points["aioflow.run.duration"]) == 1
 
 
+async def test_without_task_names_a_wide_fan_out_is_one_series(readings: Readings) -> None:
+    wide = aioflow.workflow("obs-wide")
+    with wide:
+        aioflow.parallel(*(flows.source.bind(name=f"s{i}") for i in range(300)), name="all")
+    await aioflow.run(wide, instruments=[Metrics(readings.provider, task_names=False)])
+    (started,) = readings.points()["aioflow.tasks.started"]  # one series, not 300
+    assert started.value == 300 and dict(started.attributes) == {"aioflow.workflow": "obs-wide"}
+    (duration,) = readings.points()["aioflow.task.duration"]
+    assert duration.count == 300
+
+
 async def test_timeouts_and_failures(readings: Readings) -> None:
     metrics = Metrics(readings.provider)
     with pytest.raises(aioflow.WorkflowFailedError):
