@@ -222,29 +222,31 @@ async def follow(backend: RedisBackend, run_id: str) -> AsyncGenerator[ProgressS
     client = backend.client
     key = backend.keys.progress(run_id)
     latest: Any = await client.xrevrange(key, "+", "-", count=1)
-    if not latest:
-        raise ConfigurationError(
-            f"no run {run_id!r} on {backend.describe()}: it never published progress "
-            "there, or it ended more than result_ttl ago",
-            hint="Check the run id and the backend URL (its prefix too); runs show their "
-            "id when they start, and `aioflow runs --store URL` lists the runs journaled "
-            "on that Redis.",
-            run_id=run_id,
-        )
-    last_id, fields = latest[0]
-    snapshot = _decode(fields, run_id)
-    yield snapshot
-    if snapshot.final:
-        return
-    seconds, micros = await client.time()
-    age = max(0.0, seconds + micros / 1e6 - _entry_time(last_id))
-    deadline = anyio.current_time() + _patience(snapshot) - age
+    snapshot: ProgressSnapshot | None = None
+    if latest:
+        last_id, fields = latest[0]
+        snapshot = _decode(fields, run_id)
+        yield snapshot
+        if snapshot.final:
+            return
+        seconds, micros = await client.time()
+        age = max(0.0, seconds + micros / 1e6 - _entry_time(last_id))
+        deadline = anyio.current_time() + _patience(snapshot) - age
+    else:
+        # No snapshot yet: a run younger than its first snapshot (journaled as
+        # running) is waited for; any other is not known here.
+        status = await _journaled_status(backend, run_id)
+        if status != "running":
+            raise _unknown(backend, run_id, status)
+        last_id = b"0-0"
+        deadline = anyio.current_time() + GONE_AFTER * 2.0
     # A blocking read must end before the client's socket timeout does.
     longest = max(0.1, backend.timeout / 2)
     while True:
         remaining = deadline - anyio.current_time()
         if remaining <= 0:
-            raise _gone(backend, snapshot, run_id, _patience(snapshot))
+            quiet = GONE_AFTER * 2.0 if snapshot is None else _patience(snapshot)
+            raise _gone(backend, snapshot, run_id, quiet)
         block = max(1, int(min(remaining, longest) * 1000))
         reply: Any = await client.xread({key: last_id}, count=MAX_SNAPSHOTS, block=block)
         if not reply:
@@ -255,7 +257,8 @@ async def follow(backend: RedisBackend, run_id: str) -> AsyncGenerator[ProgressS
             yield snapshot
             if snapshot.final:
                 return
-        deadline = anyio.current_time() + _patience(snapshot)
+        if snapshot is not None:
+            deadline = anyio.current_time() + _patience(snapshot)
 
 
 def _patience(snapshot: ProgressSnapshot) -> float:
@@ -278,18 +281,49 @@ def _decode(fields: dict[bytes, bytes], run_id: str) -> ProgressSnapshot:
         ) from None
 
 
+async def _journaled_status(backend: RedisBackend, run_id: str) -> str | None:
+    """The status the backend's journal has for ``run_id`` (None: not journaled)."""
+    from ..errors import CheckpointError
+
+    try:
+        info = await backend.run_store().get_run(run_id)
+    except CheckpointError:
+        return None
+    return str(info.status)
+
+
+def _unknown(backend: RedisBackend, run_id: str, status: str | None) -> ConfigurationError:
+    if status is not None:  # journaled, ended, and its progress expired
+        return ConfigurationError(
+            f"run {run_id!r} on {backend.describe()} ended ({status}); its progress "
+            "expired (result_ttl)",
+            hint=f"aioflow inspect {run_id} --store {backend.describe()} shows what it did.",
+            run_id=run_id,
+        )
+    return ConfigurationError(
+        f"no run {run_id!r} on {backend.describe()}: it never published progress "
+        "there, or it ended more than result_ttl ago",
+        hint="Check the run id and the backend URL (its prefix too); runs show their "
+        "id when they start, and `aioflow runs --store URL` lists the runs journaled "
+        "on that Redis.",
+        run_id=run_id,
+    )
+
+
 def _gone(
-    backend: RedisBackend, snapshot: ProgressSnapshot, run_id: str, quiet: float
+    backend: RedisBackend, snapshot: ProgressSnapshot | None, run_id: str, quiet: float
 ) -> RunStateError:
     url = (
         backend._where
         if backend.prefix == "aioflow"
         else f"{backend._where}?prefix={backend.prefix}"
     )
+    workflow = f" of workflow {snapshot.workflow!r}" if snapshot is not None else ""
+    keepalive = snapshot.keepalive if snapshot is not None else None
     return RunStateError(
-        f"run {run_id} of workflow {snapshot.workflow!r}: its coordinator seems gone (no "
+        f"run {run_id}{workflow}: its coordinator seems gone (no "
         f"progress for {quiet:g} s; it publishes at least every "
-        f"{snapshot.keepalive or 2.0:g} s while it runs)",
+        f"{keepalive or 2.0:g} s while it runs)",
         hint=f"If its process died, continue the run where it stopped (it is journaled "
         f"on this Redis): aioflow resume {url} FILE.py:WORKFLOW --run-id {run_id}",
         run_id=run_id,

@@ -211,6 +211,39 @@ async def test_watch_exits_as_the_run_ended_failed_or_cancelled(
     assert json.loads(out)["status"] == "cancelled"
 
 
+async def test_watching_a_run_before_its_first_snapshot_waits_for_it(
+    url: str,
+    redis_url: str,
+    prefix: str,
+    workers: WorkerProcesses,
+    client: aioredis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aioflow.backends import _redis_progress
+    from aioflow.backends.redis import RedisBackend
+
+    def slow_first(self: RedisBackend, run_id: str, workflow: str) -> tuple[object]:
+        return (_redis_progress.ProgressPublisher(self, run_id, workflow, interval=5.0),)
+
+    monkeypatch.setattr(RedisBackend, "run_instruments", slow_first)
+    run_id = secrets.token_hex(8)
+    gate = f"gate-{run_id}"
+    held = held_open(redis_url, gate, quick=0, held=1)
+    seen: list[ProgressSnapshot] = []
+    with anyio.fail_after(30):
+        async with aioflow.start(held, backend=url, run_id=run_id) as run:
+            await wait_started(client, gate, 1)  # running, journaled, no snapshot yet
+            assert await client.xlen(progress_key(prefix, run_id)) == 0
+            async with RedisBackend.from_url(url) as watcher:
+                async for snapshot in watcher.follow_progress(run_id):
+                    seen.append(snapshot)
+                    if len(seen) == 1:
+                        assert snapshot.status == "running"
+                        await client.rpush(gate, b"go")
+            await run.result()
+    assert seen[-1].status == "succeeded" and seen[-1].final
+
+
 async def test_watch_of_an_unknown_run_says_so(
     url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
