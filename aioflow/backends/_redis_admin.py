@@ -23,7 +23,12 @@ __all__ = ["DeadLetter", "WorkerInfo", "cancel_run", "dead_letters", "purge", "r
 
 @dataclass(frozen=True, slots=True)
 class WorkerInfo:
-    """A live worker, as its last heartbeat described it."""
+    """A live worker, as its last heartbeat described it.
+
+    ``running`` counts the attempts it was executing; ``tasks`` lists (up to 100) the
+    entries it held: executing, read and about to start, or finished with their
+    outcome not yet acknowledged.
+    """
 
     worker_id: str
     host: str

@@ -680,7 +680,7 @@ class Serving:
                 "queues": sorted(self.queues),
                 "concurrency": self.limit,
                 "started_at": self.started_at,
-                "running": len(self.taken),
+                "running": self.active,  # executing now (not: read and waiting, done)
                 "tasks": running,
                 "stopping": self.stopping,
             }

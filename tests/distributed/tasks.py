@@ -8,6 +8,7 @@ counts executions in progress, ``starts`` lists ``[name, time]`` in start order.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -18,14 +19,31 @@ from aioflow import TaskContext, task
 
 
 @task
-async def sleeper(ctx: TaskContext, index: int, seconds: float = 0.3) -> int:
-    """Counts its executions and those in progress; returns ``index * 10``."""
+async def sleeper(
+    ctx: TaskContext, index: int, seconds: float = 0.3, hold_pid: int = 0, hold_after: int = 0
+) -> int:
+    """Counts its executions and those in progress; returns ``index * 10``.
+
+    Each execution also appends ``[name, pid]`` to ``ran`` as it starts and to ``done``
+    as it ends, and counts the starts of its process in ``started:<pid>``. In process
+    ``hold_pid``, the executions after its first ``hold_after`` are held: each appends
+    its name to ``held``, then sleeps until its worker is killed or stopped. A test
+    then knows exactly what is in flight there.
+    """
+    pid = os.getpid()
     await ctx.channel.incr(f"exec:{ctx.task_name}")
     await ctx.channel.incr("running")
+    await ctx.channel.append("ran", [ctx.task_name, pid])
+    started = await ctx.channel.incr(f"started:{pid}")
+    held = pid == hold_pid and started > hold_after
     try:
+        if held:
+            await ctx.channel.append("held", ctx.task_name)
+            await anyio.sleep_forever()
         await anyio.sleep(seconds)
     finally:
         await ctx.channel.incr("running", -1)
+    await ctx.channel.append("done", [ctx.task_name, pid])
     return index * 10
 
 
@@ -37,8 +55,6 @@ async def quick(index: int) -> int:
 @task
 async def long_sleeper(ctx: TaskContext, index: int, seconds: float = 5.0) -> str:
     """Records each start and each finish (``done:<name>``) with the worker's pid."""
-    import os
-
     await ctx.channel.incr(f"exec:{ctx.task_name}")
     await ctx.channel.append("starts", [ctx.task_name, os.getpid(), time.time()])
     await anyio.sleep(seconds)
