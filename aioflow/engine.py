@@ -244,6 +244,7 @@ class Scheduler:
                             self._backend.session(self._link()) as session,
                         ):
                             self._session = session
+                            serving = self._serve_handlers()
                             try:
                                 if self._cancel_requested is None:
                                     await self._schedule(session)
@@ -253,6 +254,7 @@ class Scheduler:
                                 # Whatever ends the schedule (done, stopped, cancelled
                                 # from outside), nothing still queued may start.
                                 self._never_started.extend(session.halt())
+                                serving.cancel()
                     finally:
                         # Every execution came back: record how it ended (a task that
                         # finished while the run ended is not listed as cancelled).
@@ -283,6 +285,31 @@ class Scheduler:
             keyring=self._keyring,
             cancel=self.cancel,
         )
+
+    def _serve_handlers(self) -> anyio.CancelScope:
+        """Start the background work of the handlers that have some (a warm pool
+        starting replacements); the scope returned ends it."""
+        scope = anyio.CancelScope()
+        handlers = [] if self._backend.remote else self._handlers.values()
+        serving = [handler for handler in handlers if handler.serves]
+        if serving:
+
+            async def one(handler: Handler) -> None:
+                try:
+                    await handler.serve()
+                except Exception as exc:  # background work never fails the run
+                    self._log.error(
+                        "a handler's background work failed", handler=repr(handler), exc_info=exc
+                    )
+
+            async def serve() -> None:
+                with scope:
+                    async with anyio.create_task_group() as tg:
+                        for handler in serving:
+                            tg.start_soon(one, handler)
+
+            self._background.start_soon(serve)
+        return scope
 
     async def _schedule(self, session: Session) -> None:
         if self._resumed is not None:

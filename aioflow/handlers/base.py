@@ -16,6 +16,12 @@ manager (``async with handler:``) and leaves it when it ends. Entries are counte
 so one handler may serve several runs at once: it is opened on the first entry
 and closed (:meth:`aclose`) when the last one leaves. A closed handler opens
 again on the next entry.
+
+Background work: a handler that overrides :meth:`serve` has it run by each run (and
+each serving worker) using it, in that run's task group, while the run goes on; it
+is cancelled when the run ends. Several may run at once (concurrent runs sharing
+the handler): the work they do must be shareable, and none of it may be needed for
+a call to complete (a call never waits for ``serve``).
 """
 
 from __future__ import annotations
@@ -46,6 +52,15 @@ class Handler(ABC):
         ctx: TaskContext,
     ) -> Any:
         """Run ``task`` with ``args``/``kwargs`` and return its value."""
+
+    async def serve(self) -> None:  # noqa: B027 - optional hook
+        """Background work while a run or worker uses the handler (see the module
+        documentation); cancelled when it ends. The default has none."""
+
+    @property
+    def serves(self) -> bool:
+        """Whether this handler has background work (:meth:`serve` is overridden)."""
+        return type(self).serve is not Handler.serve
 
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Acquire resources (clients, pools). Called on the first ``async with`` entry."""

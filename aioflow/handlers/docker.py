@@ -77,7 +77,8 @@ class DockerHandler(Handler):
         mounts: ``"host:container[:ro]"`` binds or Engine API mount objects.
         docker_host: the engine's URL; default ``DOCKER_HOST``, else the local socket.
         max_tasks_per_container: a pool container is replaced after this many calls
-            (and after any failure).
+            (its successor starts while it serves on: no call waits for it), and after
+            any failure.
         tmp_size: size of the ``/tmp`` tmpfs.
         allow_pickle: accept pickled values and exceptions from the container (default
             False: a task in a container cannot run code in this process; its
@@ -169,7 +170,9 @@ class DockerHandler(Handler):
             self._docker = None
             self._client_error = exc
         if self.pool_size:
-            self._pool = Pool(self.pool_size, self._start_box)
+            self._pool = Pool(
+                self.pool_size, self._start_box, max_tasks=self.max_tasks_per_container
+            )
 
     async def aclose(self) -> None:
         """Remove the pool's containers and close the client (shielded, bounded)."""
@@ -194,6 +197,14 @@ class DockerHandler(Handler):
                 hint="Pass it to run(..., handlers={'box': h}), or use `async with h:`.",
             )
         return self._docker
+
+    async def serve(self) -> None:
+        """Background work, run by each run and worker using the handler: a warm pool
+        starts the successor of a container past ``max_tasks_per_container`` here,
+        while the old one goes on serving, so no call waits for a container start."""
+        pool = self._pool
+        if pool is not None:
+            await pool.serve()
 
     # --- containers ------------------------------------------------------------------
 
@@ -297,7 +308,7 @@ class DockerHandler(Handler):
                 data = await self._exchange(box, key, keyring, payload, ctx, call.trace)
                 ok = True
             finally:
-                await pool.release(box, reuse=ok and box.tasks < self.max_tasks_per_container)
+                await pool.release(box, ctx, ok=ok)
         return self._outcome(data, keyring, call.call_id, ctx)
 
     async def _exchange(

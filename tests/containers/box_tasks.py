@@ -28,6 +28,13 @@ async def where() -> str:
 
 
 @task(handler="box")
+async def where_after(seconds: float = 0.1) -> str:
+    """The container's hostname, after a pause (calls slow enough for a successor)."""
+    await anyio.sleep(seconds)
+    return socket.gethostname()
+
+
+@task(handler="box")
 async def boom(ctx: TaskContext) -> None:
     raise ValueError(f"boom in the box (attempt {ctx.attempt})")
 

@@ -198,6 +198,24 @@ async def test_warm_pool_serves_200_tasks_on_at_most_n_containers(
     assert await containers(docker_host) == []  # the run closed the pool
 
 
+async def test_a_pool_container_past_its_limit_serves_on_while_its_successor_starts(
+    box_image: str, docker_host: str
+) -> None:
+    handler = DockerHandler(box_image, pool_size=1, max_tasks_per_container=3)
+    calls = [bt.where_after.bind(name=f"c{i}", seconds=0.15) for i in range(14)]
+    with workflow("recycle") as wf:
+        aioflow.chain(*calls)  # one call after another, on the one pooled container
+    result = await aioflow.run(wf, handlers={"box": handler})
+    hosts = [result[f"c{i}"] for i in range(14)]
+    # The 4th call comes at once after the 3rd: a successor cannot be up yet, so the
+    # old container served it (no call waited for a start); later ones moved over.
+    assert hosts[3] == hosts[2] == hosts[0]
+    assert len(set(hosts)) >= 2, hosts
+    changes = [i for i in range(1, 14) if hosts[i] != hosts[i - 1]]
+    assert all(hosts[i] not in hosts[:i] for i in changes)  # never back to an old one
+    assert await containers(docker_host) == []
+
+
 async def test_after_50_failing_runs_not_one_container_is_left(
     box_image: str, docker_host: str
 ) -> None:
