@@ -71,18 +71,21 @@ def _flag(query: dict[str, list[str]], name: str, url: str) -> bool:
 
 def journal_url(url: str) -> str:
     """The run store URL of a backend URL: a Redis backend journals its runs in its
-    own Redis, under its prefix (its other options are the backend's, not the
-    store's). Other URLs are returned as they are."""
+    own Redis, under its prefix, keeping finished runs for its ``result_ttl`` (as its
+    :meth:`~aioflow.backends.redis.RedisBackend.run_store` does; its other options are
+    the backend's, not the store's). Other URLs are returned as they are."""
     scheme = url.partition("://")[0].strip().lower()
     if scheme not in ("redis", "rediss"):
         return url
-    from .redis import options_from_url
+    from .redis import DEFAULT_RESULT_TTL, options_from_url
 
     clean, options = options_from_url(url)
+    query = {"retention": f"{float(options.get('result_ttl', DEFAULT_RESULT_TTL)):g}"}
     prefix = options.get("prefix")
-    if prefix is None:
-        return clean
-    return f"{clean}{'&' if '?' in clean else '?'}prefix={prefix}"
+    if prefix is not None:
+        query["prefix"] = str(prefix)
+    extra = "&".join(f"{key}={value}" for key, value in query.items())
+    return f"{clean}{'&' if '?' in clean else '?'}{extra}"
 
 
 def open_backend(url: str) -> Backend:

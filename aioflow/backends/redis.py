@@ -156,6 +156,10 @@ def options_from_url(url: str) -> tuple[str, dict[str, Any]]:
     return clean, options
 
 
+#: Seconds outcomes, run state, channel keys and finished runs' journals are kept.
+DEFAULT_RESULT_TTL = 86400.0
+
+
 class RedisBackend(Backend):
     """Tasks run on workers that serve Redis streams; see the module documentation.
 
@@ -201,7 +205,7 @@ class RedisBackend(Backend):
         max_deliveries: int = 5,
         max_queue_length: int | None = None,
         queue_full: Literal["wait", "raise"] = "wait",
-        result_ttl: float = 86400.0,
+        result_ttl: float = DEFAULT_RESULT_TTL,
         cancel_grace: float = 10.0,
         connect_timeout: float = 5.0,
         timeout: float = 10.0,
