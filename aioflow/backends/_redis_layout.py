@@ -48,6 +48,7 @@ __all__ = [
     "DEADLETTER",
     "DROP_UNDELIVERED",
     "ENQUEUE",
+    "FORGET_CONSUMER",
     "GROUP",
     "HANDBACK",
     "RATE",
@@ -230,6 +231,31 @@ if #out > 0 then
   if redis.call('DECRBY', KEYS[2], #out) < 0 then redis.call('SET', KEYS[2], 0) end
 end
 return out
+"""
+
+# KEYS: stream; ARGV: group, consumer, min idle ms. Deletes the consumer from the
+# group when it holds no pending entry and has been idle that long (a dead worker's
+# name, once its entries were reclaimed): checked and done in one step, so no entry
+# it is given meanwhile is lost with it. Returns 1 when deleted.
+FORGET_CONSUMER: Final = r"""
+local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+if not ok then return 0 end
+for _, c in ipairs(consumers) do
+  local name, pending, idle
+  for i = 1, #c, 2 do
+    if c[i] == 'name' then name = c[i + 1] end
+    if c[i] == 'pending' then pending = c[i + 1] end
+    if c[i] == 'idle' then idle = c[i + 1] end
+  end
+  if name == ARGV[2] then
+    if pending == 0 and idle >= tonumber(ARGV[3]) then
+      redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+      return 1
+    end
+    return 0
+  end
+end
+return 0
 """
 
 # KEYS: the task's rate key; ARGV: count, period in ms. GCRA without a burst on the

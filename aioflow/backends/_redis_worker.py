@@ -64,6 +64,7 @@ from ._redis_layout import (
     ACK,
     COMPLETE,
     DEADLETTER,
+    FORGET_CONSUMER,
     GROUP,
     HANDBACK,
     RATE,
@@ -90,6 +91,8 @@ _BLOCK_MS = 2000  # an idle blocking read returns after this (to see new streams
 _CHUNK = 500  # outcomes or ids per script call
 _DLQ_MAX = 100_000  # the dead-letter stream is trimmed to about this many entries
 _RUNS_KEPT = 256  # runs whose channel and results a worker keeps at hand
+#: Seconds between sweeps of the groups for the consumers of workers that are gone.
+SWEEP_EVERY = 60.0
 
 
 class Entry:
@@ -229,7 +232,9 @@ class Serving:
             handback=HANDBACK,
             deadletter=DEADLETTER,
             rate=RATE,
+            forget=FORGET_CONSUMER,
         )
+        self._swept_at = 0.0  # when the groups were last swept of dead consumers
         self.log = get_logger("worker.redis", worker_id=worker.worker_id)
 
     # --- the whole life ----------------------------------------------------------------
@@ -267,6 +272,13 @@ class Serving:
                     pipe.delete(self.keys.worker(self.worker.worker_id))
                     pipe.zrem(self.keys.workers, self.consumer)
                     await pipe.execute()
+                with contextlib.suppress(RedisError, OSError), anyio.move_on_after(5):
+                    # Leaving with nothing pending (all handed back): its name leaves
+                    # the groups too (one that still holds entries stays: reclaimed).
+                    for stream in list(self.streams):
+                        await self.scripts.call(
+                            self.client, "forget", [stream], [GROUP, self.consumer, 0]
+                        )
 
     async def _stop_watch(self) -> None:
         await self.worker.wait_shutdown()
@@ -742,9 +754,52 @@ class Serving:
         while not self.stopping:
             try:
                 await self.reclaim()
+                if anyio.current_time() - self._swept_at >= SWEEP_EVERY:
+                    await self.sweep_consumers()
             except (RedisError, OSError) as exc:
                 self.log.warning("reclaiming failed", error=str(exc))
             await anyio.sleep(self.vis_ms / 3000)
+
+    async def _forget(self, stream: bytes, name: bytes) -> bool:
+        """Delete consumer ``name`` from ``stream``'s group if it holds nothing and
+        has been idle past the visibility timeout (one script: nothing is lost)."""
+        deleted = await self.scripts.call(
+            self.client, "forget", [stream], [GROUP, name, self.vis_ms]
+        )
+        if deleted:
+            self.log.info("forgot a lost worker's consumer", consumer=name.decode(errors="replace"))
+        return bool(deleted)
+
+    async def sweep_consumers(self) -> int:
+        """Delete from the groups the consumers of workers that are gone (no heartbeat)
+        and hold no entry: a fleet that replaces its workers would otherwise grow its
+        groups without end. Every ``SWEEP_EVERY`` seconds; returns how many."""
+        self._swept_at = anyio.current_time()
+        client = self.client
+        forgotten = 0
+        for stream in list(self.streams):
+            try:
+                consumers = await client.xinfo_consumers(stream, GROUP)
+            except ResponseError:  # no such stream or group (yet)
+                continue
+            idle = [
+                c["name"]
+                for c in consumers
+                if int(c.get("pending", 0)) == 0
+                and int(c.get("idle", 0)) >= self.vis_ms
+                and c["name"] != self.consumer
+            ]
+            if not idle:
+                continue
+            pipe = client.pipeline(transaction=False)
+            for name in idle:
+                text = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+                pipe.exists(self.keys.worker(text))
+            for name, exists in zip(idle, await pipe.execute(), strict=True):
+                if not exists:
+                    raw = name if isinstance(name, bytes) else str(name).encode()
+                    forgotten += await self._forget(stream, raw)
+        return forgotten
 
     async def reclaim(self) -> int:
         """Claim the entries of dead workers (pending past the visibility timeout),
@@ -782,6 +837,9 @@ class Serving:
                 continue
             deliveries = {p["message_id"]: int(p["times_delivered"]) for p in pending}
             entries = await client.xclaim(stream, GROUP, self.consumer, self.vis_ms, ids)
+            # Their entries claimed, the dead workers' names leave the group.
+            for name in {p["consumer"] for p in pending} - alive - {self.consumer}:
+                await self._forget(stream, name)
             for entry_id, fields in entries:
                 if not fields:  # deleted meanwhile (its run withdrew it)
                     continue

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+import redis.asyncio as aioredis
 from worker_processes import WorkerProcesses
 
 import aioflow
@@ -131,3 +132,11 @@ async def test_sigterm_with_long_grace_lets_running_tasks_finish_in_place(
     assert (code, json.loads(out)) == (0, [])
     async with opened(url) as backend:
         assert await backend.workers() == []
+    # Stopped with nothing pending, both left the consumer group too (no name of a
+    # gone worker piles up there as a fleet replaces its workers).
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        consumers = await client.xinfo_consumers(f"{prefix}:queue:{{default}}:p0", "aioflow")
+    finally:
+        await client.aclose()
+    assert consumers == []

@@ -39,11 +39,12 @@ def assert_complete(result: aioflow.RunResult, count: int, factor: int) -> None:
 
 
 async def test_kill_9_of_a_worker_with_tasks_in_flight(
-    url: str, start_workers: StartWorkers, tmp_path: Path
+    url: str, prefix: str, start_workers: StartWorkers, tmp_path: Path
 ) -> None:
     concurrency = 4
     workers = start_workers(url, count=2, concurrency=concurrency)
     victim, survivor = workers.pids
+    victim_id = workers.worker_id(0)
     count = 60
     # On the victim, the first `concurrency` executions run as anywhere else (done, and
     # stored), the next `concurrency` are held: they are in flight when it is killed,
@@ -92,6 +93,14 @@ async def test_kill_9_of_a_worker_with_tasks_in_flight(
     assert again - held <= done_on_victim, (again, held, done_on_victim)
     # Reclaimed after the visibility timeout (2 s), within seconds, not minutes.
     assert reclaimed_within < 15
+    # Its entries claimed, the dead worker's name left the consumer group.
+    client = aioredis.Redis.from_url(url.split("?")[0])
+    try:
+        consumers = await client.xinfo_consumers(f"{prefix}:queue:{{default}}:p0", "aioflow")
+    finally:
+        await client.aclose()
+    names = {c["name"].decode() for c in consumers}
+    assert victim_id not in names and workers.worker_id(1) in names, names
     print(f"kill -9: {len(held)} in flight, {len(again)} tasks re-run, run took {elapsed:.2f} s")
 
 
