@@ -212,6 +212,7 @@ class Serving:
         self.taken: dict[tuple[bytes, bytes], Entry] = {}  # read, not acknowledged
         self.active = 0  # taken and not finished executing
         self.outcomes: list[tuple[Entry, TaskResult, bytes]] = []
+        self.flush_lock = anyio.Lock()
         self.acks: list[Entry] = []  # outcomes stored, to acknowledge
         self.handbacks: list[Entry] = []
         self.starts: dict[tuple[str, bytes], list[bytes]] = {}  # calls started (notify)
@@ -309,8 +310,10 @@ class Serving:
                 await self._wait_slot()
         self.flush_ready.set()
         with anyio.move_on_after(self.backend.timeout):
-            while self.outcomes or self.acks or self.handbacks:
-                await self._flush_once()
+            while True:
+                await self._flush_once()  # after the flush in flight, if any
+                if not (self.outcomes or self.acks or self.handbacks):
+                    break
 
     async def _wait_slot(self) -> None:
         self.slot_free = anyio.Event()
@@ -604,6 +607,12 @@ class Serving:
                 await self._flush_once()
 
     async def _flush_once(self) -> None:
+        # One flush at a time: the shutdown's drain waits for the one in flight (whose
+        # acknowledgements come in the next), instead of leaving it cut off.
+        async with self.flush_lock:
+            await self._flush_locked()
+
+    async def _flush_locked(self) -> None:
         outcomes, self.outcomes = self.outcomes, []
         acks, self.acks = self.acks, []
         handbacks, self.handbacks = self.handbacks, []
