@@ -63,14 +63,10 @@ from .. import events as ev
 from .._optional import require
 from ..errors import TaskTimeoutError
 from . import fleet_gauges
+from ._hooks import ActiveHooks
 from .propagation import current_call
 
 __all__ = ["Metrics"]
-
-
-def _hook(name: str) -> Any:
-    """A hook that exists only while the instrument is active (an SDK is there)."""
-    return property(lambda self: getattr(self, name) if self.active else None)
 
 
 class _Series:
@@ -252,7 +248,7 @@ class _Meters:
 _shared: weakref.WeakKeyDictionary[Any, _Meters] = weakref.WeakKeyDictionary()
 
 
-class Metrics:
+class Metrics(ActiveHooks):
     """An instrument that records OpenTelemetry metrics of runs and task attempts.
 
     Args:
@@ -327,12 +323,6 @@ class Metrics:
         series.started += 1
         series.in_flight += 1
 
-    def _on_task_end(self, event: ev.Event) -> None:
-        self._end(event)
-
-    def _on_task_retry(self, event: ev.TaskRetrying) -> None:
-        self._end(event)
-
     def _end(self, event: Any) -> None:
         started = self._running.pop((event.run_id, event.task_name), None)
         duration: float | None
@@ -358,14 +348,6 @@ class Metrics:
                 series.timed_out += 1
         if duration is not None:
             self._meters.duration.record(duration, series.attributes)
-
-    # Hooks, looked up once per run by aioflow.instruments: with no SDK then, this
-    # instrument has none, so the run makes no event for it (near-zero cost).
-    on_run_start = _hook("_on_run_start")
-    on_run_end = _hook("_on_run_end")
-    on_task_start = _hook("_on_task_start")
-    on_task_end = _hook("_on_task_end")
-    on_task_retry = _hook("_on_task_retry")
 
     def __repr__(self) -> str:
         return f"<Metrics running={len(self._running)}>"

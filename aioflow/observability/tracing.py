@@ -43,6 +43,7 @@ from .. import events as ev
 from .._optional import require
 from ..context import _current
 from ..errors import TaskTimeoutError
+from ._hooks import ActiveHooks
 from .logging import set_trace_ids_source
 from .propagation import (
     current_call,
@@ -50,12 +51,6 @@ from .propagation import (
     register_span_relay,
     unregister_injector,
 )
-
-
-def _hook(name: str) -> Any:
-    """A hook that exists only while the instrument is active (an SDK is there)."""
-    return property(lambda self: getattr(self, name) if self.active else None)
-
 
 __all__ = ["Tracing", "outcome_of"]
 
@@ -86,7 +81,7 @@ def _here(event: ev.TaskStarted) -> bool:
     )
 
 
-class Tracing:
+class Tracing(ActiveHooks):
     """An instrument that makes OpenTelemetry spans of runs and task attempts.
 
     Args:
@@ -262,12 +257,6 @@ class Tracing:
             # this context replaces it).
             self._otel_context.attach(self._trace.set_span_in_context(span))
 
-    def _on_task_end(self, event: ev.Event) -> None:
-        self._end(event)
-
-    def _on_task_retry(self, event: ev.TaskRetrying) -> None:
-        self._end(event)
-
     def _end(self, event: Any) -> None:
         key = (event.run_id, event.task_name)
         outcome = outcome_of(event)
@@ -346,14 +335,6 @@ class Tracing:
                 trace_state=new.trace_state,
             )
         return len(made)
-
-    # Hooks, looked up once per run by aioflow.instruments: with no SDK then, this
-    # instrument has none, so the run makes no event for it (near-zero cost).
-    on_run_start = _hook("_on_run_start")
-    on_run_end = _hook("_on_run_end")
-    on_task_start = _hook("_on_task_start")
-    on_task_end = _hook("_on_task_end")
-    on_task_retry = _hook("_on_task_retry")
 
     def __repr__(self) -> str:
         return f"<Tracing runs={len(self._runs)} open={len(self._tasks)}>"
