@@ -53,7 +53,8 @@ from .handlers._docker_wire import (
     frame,
 )
 from .observability.logging import LOGGER_NAME, configure_logging, get_logger
-from .serialization import Keyring, TaskRef, call_trace
+from .observability.propagation import current_call
+from .serialization import Keyring, TaskRef
 from .serialization.envelope import max_payload_bytes_from_env
 from .task import Task
 from .worker import RunResources, Worker
@@ -303,6 +304,40 @@ class _Tracer:
         return self._installed
 
 
+class _CallTracing:
+    """The instrument of a call's worker here: it traces the attempt when the call
+    carries a trace context (read where the worker decoded the call: no second
+    decoding), setting the SDK up on the first such call; otherwise it does nothing
+    and OpenTelemetry is never imported."""
+
+    remote_starts = False  # the attempt runs here
+
+    def __init__(self, tracer: _Tracer) -> None:
+        self._tracer = tracer
+        self._tracing: Tracing | None = None
+        self.collector: SpanCollector | None = None
+        self.carrier: dict[str, str] = {}  # of the call being traced
+
+    def on_task_start(self, event: Any) -> None:
+        call = current_call()
+        if call is None or not call.trace:
+            return
+        installed = self._tracer.get()
+        if installed is None:
+            return
+        self._tracing, self.collector = installed
+        self.collector.take()  # what ended before this call is not this call's
+        self.carrier = dict(call.trace)
+        if (hook := self._tracing.on_task_start) is not None:
+            hook(event)
+
+    def on_task_end(self, event: Any) -> None:
+        if self._tracing is not None and (hook := self._tracing.on_task_end) is not None:
+            hook(event)
+
+    on_task_retry = on_task_end
+
+
 def _spans_frame(
     collector: SpanCollector, carrier: dict[str, str], keyring: Keyring
 ) -> bytes | None:
@@ -333,17 +368,14 @@ async def _serve(link: _Link) -> int:
         link.keyring = keyring
         link.busy = True
         resources = RunResources(channel=_RemoteChannel(link), view=_RemoteView(link))
-        carrier = call_trace(payload, keyring)
-        traced = tracer.get() if carrier else None
-        if traced is not None:
-            traced[1].take()  # what ended after the last call is not this call's
-        instruments = [traced[0]] if traced is not None else []
+        tracing = _CallTracing(tracer)
         async with Worker(
-            concurrency=None, worker_id=worker_id, keyring=keyring, instruments=instruments
+            concurrency=None, worker_id=worker_id, keyring=keyring, instruments=[tracing]
         ) as worker:
             data = await worker.execute(payload, resources)
         data = _next_tasks_by_name(data, keyring)
-        spans = _spans_frame(traced[1], carrier, keyring) if traced is not None else None
+        collector = tracing.collector
+        spans = None if collector is None else _spans_frame(collector, tracing.carrier, keyring)
         link.busy = False
         if spans is not None:
             link.send(FrameKind.SPANS, spans)

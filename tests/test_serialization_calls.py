@@ -31,7 +31,6 @@ from aioflow.serialization import (
     TaskCall,
     TaskRef,
     TaskResult,
-    call_trace,
     decode_call,
     decode_result,
     encode_call,
@@ -85,19 +84,6 @@ def test_call_round_trips_every_field() -> None:
     assert decoded.ref.resolve() is h.module_task
     meta = msgpack.unpackb(h.body_of(data, PayloadKind.CALL), strict_map_key=False)
     assert tuple(meta[:2]) == SCHEMA_VERSION == (1, 1)
-
-
-def test_the_trace_carrier_is_read_without_decoding_the_arguments() -> None:
-    call = make_call(args={"socket": Point(1, 2)})
-    data = encode_call(call, KR)
-    assert call_trace(data, KR) == call.trace
-    assert call_trace(encode_call(make_call(trace={}), KR), KR) == {}
-    assert call_trace(data[:-1] + bytes([data[-1] ^ 1]), KR) == {}  # tampered: not read
-
-    def bad_trace(m: list[Any]) -> None:
-        m[10] = {"traceparent": 1}
-
-    assert call_trace(rewrite(data, PayloadKind.CALL, bad_trace), KR) == {}
 
 
 def test_the_former_deadline_slot_stays_on_the_wire_as_nil() -> None:

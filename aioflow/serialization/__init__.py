@@ -26,7 +26,6 @@ from .batches import pack_document as pack_document
 from .batches import seal_batch as seal_batch
 from .calls import SCHEMA_VERSION as SCHEMA_VERSION
 from .calls import TaskCall as TaskCall
-from .calls import call_trace as call_trace
 from .calls import decode_call as decode_call
 from .calls import encode_call as encode_call
 from .envelope import PayloadKind as PayloadKind
@@ -47,7 +46,6 @@ __all__ = [
     "TaskCall",
     "TaskRef",
     "TaskResult",
-    "call_trace",
     "decode_call",
     "decode_nested",
     "decode_result",

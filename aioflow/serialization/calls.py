@@ -42,7 +42,6 @@ from .refs import TaskRef, ref_from_verified_wire, ref_to_wire
 __all__ = [
     "SCHEMA_VERSION",
     "TaskCall",
-    "call_trace",
     "check_version",
     "decode_call",
     "encode_call",
@@ -239,26 +238,6 @@ def encode_call(
         pack(call.options, allow_pickle=False, root="options")  # raises with the exact path
         raise
     return seal(body, keyring, PayloadKind.CALL)
-
-
-def call_trace(data: bytes | bytearray | memoryview, keyring: Keyring) -> dict[str, str]:
-    """The trace carrier of a signed call, read without decoding its code or arguments.
-
-    Empty when the call has none, or when it does not verify or is malformed (whoever
-    decodes the call says why).
-    """
-    try:
-        verified = open_envelope(data, keyring, PayloadKind.CALL)
-        meta = unpack(verified, allow_pickle=False, what=_WHAT)
-        check_version(meta, _WHAT, _SIZE)
-    except SerializationError:
-        return {}
-    trace = meta[10]  # [major, minor, call_id, run_id, task, ref, args, attempt, _, options, trace]
-    if type(trace) is not dict or not all(
-        type(k) is str and type(v) is str for k, v in trace.items()
-    ):
-        return {}
-    return trace
 
 
 def decode_call(
