@@ -294,19 +294,11 @@ class Scheduler:
         serving = [handler for handler in handlers if handler.serves]
         if serving:
 
-            async def one(handler: Handler) -> None:
-                try:
-                    await handler.serve()
-                except Exception as exc:  # background work never fails the run
-                    self._log.error(
-                        "a handler's background work failed", handler=repr(handler), exc_info=exc
-                    )
-
             async def serve() -> None:
                 with scope:
                     async with anyio.create_task_group() as tg:
                         for handler in serving:
-                            tg.start_soon(one, handler)
+                            tg.start_soon(handler.serve_logged, self._log)
 
             self._background.start_soon(serve)
         return scope

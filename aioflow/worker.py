@@ -176,20 +176,12 @@ class Worker:
             self._log.info("worker started", queues=list(queues), concurrency=self.concurrency)
             for handler in self._handlers.values():
                 if handler.serves:  # background work (a warm pool starting replacements)
-                    tg.start_soon(self._serve_handler, handler)
+                    tg.start_soon(handler.serve_logged, self._log)
             try:
                 await self.backend.serve(self, queues=list(queues), grace=float(grace))
             finally:
                 tg.cancel_scope.cancel()
                 self._log.info("worker stopped")
-
-    async def _serve_handler(self, handler: Handler) -> None:
-        try:
-            await handler.serve()
-        except Exception as exc:  # background work never stops the worker
-            self._log.error(
-                "a handler's background work failed", handler=repr(handler), exc_info=exc
-            )
 
     def shutdown(self) -> None:
         """Stop taking work; :meth:`run` returns once running tasks are dealt with."""

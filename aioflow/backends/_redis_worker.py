@@ -589,7 +589,7 @@ class Serving:
             return
         self.taken.pop(key, None)
         if moved:  # 0: it was not pending any more (another worker moved it)
-            fleet_gauges.count_dead_letter(self._queue_name(entry.stream))
+            fleet_gauges.count_dead_letter(self.queue_names[entry.stream])
         if data is not None:
             # The run learns at once that this task failed (no entry is acknowledged
             # with it: it is off the stream already).
@@ -726,12 +726,6 @@ class Serving:
 
     # --- observability (issue 11): queue depths for the Metrics instrument ------------
 
-    def _queue_name(self, stream: bytes) -> str:
-        known = self.queue_names.get(stream)
-        if known is not None:
-            return known
-        return stream.split(b"{", 1)[-1].rpartition(b"}")[0].decode(errors="replace")
-
     async def _gauges_once(self) -> None:
         """Publish the entries waiting per stream served, if an active Metrics wants
         them (else nothing is read): entries in the stream minus those delivered and
@@ -754,7 +748,7 @@ class Serving:
             if isinstance(length, Exception) or isinstance(pending, Exception):
                 continue  # a stream deleted meanwhile (its group is made again on read)
             waiting = int(length) - int(pending.get("pending", 0) if pending else 0)
-            depths[(self._queue_name(stream), self.priority[stream])] = max(0, waiting)
+            depths[(self.queue_names[stream], self.priority[stream])] = max(0, waiting)
         fleet_gauges.publish_depths(self, depths)
 
     # --- end observability ------------------------------------------------------------
@@ -801,13 +795,11 @@ class Serving:
             if not idle:
                 continue
             pipe = client.pipeline(transaction=False)
-            for name in idle:
-                text = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
-                pipe.exists(self.keys.worker(text))
+            for name in idle:  # bytes: the client does not decode replies
+                pipe.exists(self.keys.worker(name.decode(errors="replace")))
             for name, exists in zip(idle, await pipe.execute(), strict=True):
                 if not exists:
-                    raw = name if isinstance(name, bytes) else str(name).encode()
-                    forgotten += await self._forget(stream, raw)
+                    forgotten += await self._forget(stream, name)
         return forgotten
 
     async def reclaim(self) -> int:

@@ -54,7 +54,6 @@ class Pool:
         self._servers = 0  # background loops running now (one per run using the pool)
         self._succeeding: set[Box] = set()  # boxes whose successor is wanted
         self._superseded: set[Box] = set()  # boxes replaced while in use
-        self.replaced = 0  # containers replaced by a successor started ahead
         self._closed = False
 
     @property
@@ -116,7 +115,6 @@ class Pool:
                         await new.remove()
                     continue
                 self._succeeding.discard(old)
-                self.replaced += 1
                 if old in self._idle:
                     self._idle.remove(old)
                     self._idle.append(new)

@@ -57,6 +57,14 @@ class Handler(ABC):
         """Background work while a run or worker uses the handler (see the module
         documentation); cancelled when it ends. The default has none."""
 
+    async def serve_logged(self, log: Any) -> None:
+        """:meth:`serve`, with a failure logged on ``log`` instead of raised: what runs
+        and workers call (background work never fails them)."""
+        try:
+            await self.serve()
+        except Exception as exc:
+            log.error("a handler's background work failed", handler=repr(self), exc_info=exc)
+
     @property
     def serves(self) -> bool:
         """Whether this handler has background work (:meth:`serve` is overridden)."""
