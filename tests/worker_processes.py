@@ -66,26 +66,18 @@ class WorkerProcesses:
             command += ["--import", module]
         command += ["--concurrency", str(self.concurrency), "--worker-id", self.worker_id(n)]
         command += [*self.extra, *extra]
-        if self.log_dir is None:
+        # Output to the test's log directory, or nowhere; SIGTERM if this process dies.
+        log_path = None if self.log_dir is None else self.log_dir / f"w{n}.log"
+        with open(log_path or os.devnull, "wb") as log:  # the child keeps its copy
             process = subprocess.Popen(
                 command,
                 cwd=TESTS,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
                 preexec_fn=die_with_parent,
             )
-        else:
-            with open(self.log_dir / f"w{n}.log", "wb") as log:  # the child keeps its copy
-                process = subprocess.Popen(
-                    command,
-                    cwd=TESTS,
-                    env=self.env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                )
         self.processes.append(process)
         return process
 
