@@ -185,6 +185,30 @@ def run_child(
 PEER_INSTALL = 'pip install -e ".[bench]"'
 
 
+def target_record(
+    name: str,
+    threshold: Any,
+    value: float | None,
+    met: bool | None,
+    *,
+    applicable: bool = True,
+    note: str = "",
+    **extra: Any,
+) -> dict[str, Any]:
+    """One ``"kind": "target"`` line: a target, its threshold, the value measured and
+    whether it is met (None: not measured); ``extra`` fields follow the name."""
+    return {
+        "kind": "target",
+        "target": name,
+        **extra,
+        "threshold": threshold,
+        "value": value,
+        "met": met,
+        "applicable": applicable,
+        "note": note,
+    }
+
+
 def fmt(value: Any, spec: str = "") -> str:
     """``value`` formatted for a summary table; ``-`` for None."""
     if value is None:

@@ -27,7 +27,7 @@ import sys
 import time
 from typing import Any
 
-from benchmarks._common import emit, machine_summary, python_summary, verdict
+from benchmarks._common import emit, machine_summary, python_summary, target_record, verdict
 
 TARGETS = {"on": 0.15, "no_sdk": 0.03}
 SPLIT = ("metrics", "tracing")  # reported beside the targets, no target of their own
@@ -157,15 +157,13 @@ def run_observability(tasks: int, rounds: int) -> int:
         )
     for name, limit in TARGETS.items():
         lost = 1 - (total / medians[name]) / base
-        target = {
-            "kind": "target",
-            "target": f"observability_{name}_throughput_lost",
-            "threshold": limit,
-            "value": round(lost, 4),
-            "met": lost <= limit,
-            "applicable": True,
-            "note": f"{name} vs off, medians of {rounds} interleaved rounds, one process",
-        }
+        target = target_record(
+            f"observability_{name}_throughput_lost",
+            limit,
+            round(lost, 4),
+            lost <= limit,
+            note=f"{name} vs off, medians of {rounds} interleaved rounds, one process",
+        )
         emit(target)
         sys.stderr.write(
             f"{name:>7}: {total / medians[name]:>9,.0f} tasks/s  lost {lost:+.1%} "

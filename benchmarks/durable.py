@@ -85,6 +85,7 @@ from benchmarks._common import (
     python_summary,
     record_failure,
     run_child,
+    target_record,
     verdict,
 )
 
@@ -721,17 +722,16 @@ def targets(
         note: str,
     ) -> None:
         out.append(
-            {
-                "kind": "target",
-                "target": name,
-                "variant": variant,
-                "primary": variant == DEFAULT_JOURNALED,
-                "threshold": threshold,
-                "value": value,
-                "met": met,
-                "applicable": applicable,
-                "note": note,
-            }
+            target_record(
+                name,
+                threshold,
+                value,
+                met,
+                applicable=applicable,
+                note=note,
+                variant=variant,
+                primary=variant == DEFAULT_JOURNALED,
+            )
         )
 
     first = args.chain_sizes[0]

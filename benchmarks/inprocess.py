@@ -68,6 +68,7 @@ from benchmarks._common import (
     python_summary,
     record_failure,
     run_child,
+    target_record,
     verdict,
 )
 
@@ -643,17 +644,7 @@ def targets(
         applicable: bool,
         note: str = "",
     ) -> None:
-        out.append(
-            {
-                "kind": "target",
-                "target": name,
-                "threshold": threshold,
-                "value": value,
-                "met": met,
-                "applicable": applicable,
-                "note": note,
-            }
-        )
+        out.append(target_record(name, threshold, value, met, applicable=applicable, note=note))
 
     for shape, floor in (("fanout", 50_000), ("chain", 20_000)):
         rec = find(shape, "base")

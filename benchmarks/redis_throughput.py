@@ -95,6 +95,7 @@ from benchmarks._common import (
     positive_int,
     python_summary,
     run_child,
+    target_record,
     verdict,
 )
 from benchmarks.redis_peers import (
@@ -738,17 +739,16 @@ def tracing_target(results: Sequence[dict[str, Any]], args: argparse.Namespace) 
 
     off, on = median_tps(False), median_tps(True)
     lost = round(1 - on / off, 4) if off and on is not None else None
-    return {
-        "kind": "target",
-        "target": "redis_tracing_throughput_lost",
-        "threshold": f"<= {TRACING_LOSS:.0%}",
-        "value": lost,
-        "met": None if lost is None else lost <= TRACING_LOSS,
-        "applicable": args.tasks == DEFAULT_TASKS and w == DEFAULT_WORKERS,
-        "note": f"aioflow tracing on vs off, {args.tasks} tasks, {w} workers x {CONCURRENCY}, "
+    return target_record(
+        "redis_tracing_throughput_lost",
+        f"<= {TRACING_LOSS:.0%}",
+        lost,
+        None if lost is None else lost <= TRACING_LOSS,
+        applicable=args.tasks == DEFAULT_TASKS and w == DEFAULT_WORKERS,
+        note=f"aioflow tracing on vs off, {args.tasks} tasks, {w} workers x {CONCURRENCY}, "
         f"medians of {args.rounds} round(s): off {fmt(off, ',.0f')}, on {fmt(on, ',.0f')} "
         "tasks/s",
-    }
+    )
 
 
 def _ok(rec: dict[str, Any] | None) -> bool:
@@ -798,17 +798,7 @@ def targets(results: Sequence[dict[str, Any]], args: argparse.Namespace) -> list
         applicable: bool,
         note: str,
     ) -> None:
-        out.append(
-            {
-                "kind": "target",
-                "target": name,
-                "threshold": threshold,
-                "value": value,
-                "met": met,
-                "applicable": applicable,
-                "note": note,
-            }
-        )
+        out.append(target_record(name, threshold, value, met, applicable=applicable, note=note))
 
     ours = _find(results, "aioflow", "throughput", w)
     tps = ours["tasks_per_s"] if _ok(ours) and ours is not None else None
