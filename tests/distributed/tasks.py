@@ -90,15 +90,23 @@ async def slow(index: int, seconds: float = 0.05) -> int:
     return index
 
 
+def _write_now(path: Path) -> None:
+    """``time.time()`` into ``path``, whole or not at all (another process polls for it:
+    written aside, then renamed)."""
+    aside = path.with_suffix(".part")
+    aside.write_text(str(time.time()))
+    aside.replace(path)
+
+
 @task
 async def until_cancelled(ctx: TaskContext, state: str) -> None:
     """Runs until cancelled; writes ``started`` then ``finally`` (a time.time()) files."""
     directory = Path(state)
-    (directory / "started").write_text(str(time.time()))
+    _write_now(directory / "started")
     try:
         await anyio.sleep(60)
     finally:
-        (directory / "finally").write_text(str(time.time()))
+        _write_now(directory / "finally")
 
 
 def fan_out(name: str, body: aioflow.Task, count: int, **params: object) -> aioflow.Workflow:
