@@ -7,6 +7,11 @@ no subscription of its own. One task reads the connection and hands each message
 (msgpack ``[kind, run id, ...]``) to its run's inbox. After the connection was lost
 and redis-py re-subscribed it, every run is told to reconcile: messages sent
 meanwhile are gone, the outcomes they announced are not (they are stored).
+
+The runs are told once the server confirmed the subscription again, not when the
+new connection is made: redis-py sends ``SUBSCRIBE`` on connecting, and a run that
+read the stored outcomes before the server handled it could miss an outcome stored
+and announced in between (neither read nor heard: the run waited for ever).
 """
 
 from __future__ import annotations
@@ -77,9 +82,6 @@ class Router:
         try:
             # A channel of its own, so that the connection exists before any run.
             await self._pubsub.subscribe(self._home)
-            connection = self._pubsub.connection
-            if connection is not None:
-                connection.register_connect_callback(self._on_reconnect)
             self.running = True
             task_status.started()
             await self._read()
@@ -100,15 +102,20 @@ class Router:
             try:
                 message = await pubsub.get_message(timeout=None)
             except _CONNECTION_ERRORS as exc:
+                # The next read connects again (and redis-py subscribes again).
                 self._log.warning("pub/sub connection lost: reconnecting", error=str(exc))
                 await anyio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
-                self._reconnect_all()
                 continue
             backoff = 0.05
             if message is None:
                 continue
             if message["type"] != "message":
+                if message["type"] == "subscribe" and message["channel"] == self._home:
+                    # Subscribed (again): from now on nothing announced is missed,
+                    # what was announced before is stored. The first time, no run
+                    # is registered yet.
+                    self._reconnect_all()
                 continue
             try:
                 body = msgpack.unpackb(message["data"], raw=True, use_list=True)
@@ -124,10 +131,6 @@ class Router:
         for inbox in self._inboxes.values():
             inbox.reconnected = True
             inbox.wake()
-
-    async def _on_reconnect(self, connection: Any) -> None:
-        # redis-py re-subscribed every channel on the new connection.
-        self._reconnect_all()
 
     @property
     def channel(self) -> bytes:

@@ -109,6 +109,15 @@ async def until_cancelled(ctx: TaskContext, state: str) -> None:
         _write_now(directory / "finally")
 
 
+@task
+async def gated(ctx: TaskContext, state: str) -> str:
+    """Writes a ``started`` file, then reads the FIFO ``go`` (the test made it; the read
+    ends when the test writes to it); returns what it read."""
+    directory = Path(state)
+    _write_now(directory / "started")
+    return await anyio.to_thread.run_sync((directory / "go").read_text)
+
+
 def fan_out(name: str, body: aioflow.Task, count: int, **params: object) -> aioflow.Workflow:
     """``count`` nodes of ``body`` in one parallel group (``<body>-<i>``)."""
     with aioflow.workflow(name) as wf:
