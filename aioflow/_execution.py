@@ -111,7 +111,7 @@ class AttemptRunner:
             self._view,
             execution.iteration,
             execution.attempt,
-            options.max_cycles,
+            options,
             self.worker_id,
             self._save_checkpoint,
         )

@@ -25,7 +25,7 @@ from .observability.logging import get_logger
 if TYPE_CHECKING:
     import structlog
 
-    from .task import Task
+    from .task import Task, TaskOptions
 
 __all__ = ["ControlRequests", "RunAccess", "TaskContext", "current_context", "new_context"]
 
@@ -74,6 +74,7 @@ class TaskContext(metaclass=NoPublicConstructor):
 
     __slots__ = (
         "_log",
+        "_options",
         "_run",
         "_save_checkpoint",
         "attempt",
@@ -110,6 +111,9 @@ class TaskContext(metaclass=NoPublicConstructor):
         self._run = run
         self._log: structlog.stdlib.BoundLogger | None = None
         self._save_checkpoint = save_checkpoint
+        # The attempt's task options (queue, priority, handler: for instruments), when
+        # the engine made the context.
+        self._options: TaskOptions | None = None
 
     # --- reading the run --------------------------------------------------------
 
@@ -253,7 +257,7 @@ def new_context(
     run: RunAccess,
     iteration: int,
     attempt: int,
-    max_cycles: int,
+    options: TaskOptions,
     worker_id: str | None,
     save_checkpoint: Callable[[], Any] | None,
 ) -> TaskContext:
@@ -263,7 +267,8 @@ def new_context(
     ctx.task_name = task_name
     ctx.attempt = attempt
     ctx.iteration = iteration
-    ctx.max_cycles = max_cycles
+    ctx.max_cycles = options.max_cycles
+    ctx._options = options
     ctx.channel = channel
     ctx.worker_id = worker_id
     ctx.requests = None

@@ -241,8 +241,15 @@ class Tracing(ActiveHooks):
             attributes["aioflow.workflow"] = run[2]
             kind = self._kind.INTERNAL
         ctx = _current.get() if here else None
-        if ctx is not None and ctx.worker_id is not None:
-            attributes["aioflow.worker.id"] = ctx.worker_id
+        if ctx is not None:
+            if kind is self._kind.INTERNAL:
+                task_options = ctx._options  # set by the engine for this attempt
+                if task_options is not None:
+                    attributes["aioflow.task.queue"] = task_options.queue
+                    attributes["aioflow.task.priority"] = task_options.priority
+                    attributes["aioflow.task.handler"] = task_options.handler
+            if ctx.worker_id is not None:
+                attributes["aioflow.worker.id"] = ctx.worker_id
         span = self._tracer.start_span(
             "aioflow.task", context=parent, kind=kind, attributes=attributes
         )

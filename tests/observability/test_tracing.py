@@ -57,6 +57,27 @@ async def test_a_run_and_each_attempt_get_a_span(spans: Spans) -> None:
     assert ok.status.status_code is StatusCode.UNSET
 
 
+async def test_an_in_process_attempt_says_its_queue_priority_and_handler(spans: Spans) -> None:
+    @aioflow.task(queue="reports", priority=3)
+    async def routed() -> str:
+        return "ok"
+
+    with aioflow.workflow("obs-routed") as wf:
+        wf.add(routed.bind(name="routed"))
+        wf.add(flows.source.bind(name="plain"))
+    await aioflow.run(wf, instruments=[Tracing(spans.provider)])
+    by_task = {s.attributes["aioflow.task.name"]: s for s in spans.named("aioflow.task")}
+    routed_span, plain = by_task["routed"], by_task["plain"]
+    assert routed_span.attributes["aioflow.task.queue"] == "reports"
+    assert routed_span.attributes["aioflow.task.priority"] == 3
+    assert routed_span.attributes["aioflow.task.handler"] == "inline"
+    assert (plain.attributes["aioflow.task.queue"], plain.attributes["aioflow.task.priority"]) == (
+        "default",
+        0,
+    )
+    assert "messaging.system" not in routed_span.attributes  # no message: it ran here
+
+
 async def test_a_failed_run_records_the_error(spans: Spans) -> None:
     with pytest.raises(aioflow.WorkflowFailedError):
         await aioflow.run(flows.bad(), instruments=[Tracing(spans.provider)])
