@@ -44,6 +44,7 @@ __all__ = [
     "register_injector",
     "register_span_relay",
     "relay_spans",
+    "set_attempt_span_relay",
     "set_current_call",
     "unregister_injector",
     "unregister_span_relay",
@@ -79,8 +80,13 @@ CarrierSource = Callable[[], dict[str, str]]
 #: the span of ``carrier``; ``root_attributes`` go on the ones whose parent is that span.
 SpanRelay = Callable[[Sequence[Mapping[str, Any]], Mapping[str, str], Mapping[str, Any]], int]
 
-# The tracing instrument made last registers itself (as it does for log lines' ids).
+# The tracing instrument made last registers itself (as it does for log lines' ids);
+# the one that traces an attempt also sets itself in the attempt's context, and wins
+# there (two instruments with two providers in one process: each gets its own).
 _span_relay: tuple[CarrierSource, SpanRelay] | None = None
+_attempt_relay: ContextVar[tuple[CarrierSource, SpanRelay] | None] = ContextVar(
+    "aioflow_attempt_span_relay", default=None
+)
 
 _call: ContextVar[TaskCall | None] = ContextVar("aioflow_current_call", default=None)
 
@@ -143,6 +149,16 @@ def register_span_relay(source: CarrierSource, relay: SpanRelay) -> None:
     _span_relay = (source, relay)
 
 
+def set_attempt_span_relay(hooks: tuple[CarrierSource, SpanRelay]) -> None:
+    """Make the attempt executing in this context use ``hooks`` (set by the tracing
+    instrument of the attempt, in its context)."""
+    _attempt_relay.set(hooks)
+
+
+def _relay_hooks() -> tuple[CarrierSource, SpanRelay] | None:
+    return _attempt_relay.get() or _span_relay
+
+
 def unregister_span_relay(source: CarrierSource | None = None) -> None:
     """Forget the span relay (only ``source``'s, when given)."""
     global _span_relay
@@ -157,7 +173,7 @@ def context_carrier() -> dict[str, str]:
     A source that raises, or returns something else than ``dict[str, str]``, yields an
     empty carrier: tracing never stops a task.
     """
-    hooks = _span_relay
+    hooks = _relay_hooks()
     if hooks is None:
         return {}
     try:
@@ -182,7 +198,7 @@ def relay_spans(
     Raises:
         Exception: what the relay raised (the caller logs it; a task never fails of it).
     """
-    hooks = _span_relay
+    hooks = _relay_hooks()
     if hooks is None or not records:
         return 0
     return hooks[1](records, carrier, root_attributes)

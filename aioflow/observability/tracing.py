@@ -26,8 +26,8 @@ task's own code makes are its children, and aioflow log lines carry its
 ``trace_id`` and ``span_id``. An attempt a ``DockerHandler`` runs in a container is
 traced there too: the call carries the attempt span's context, and the spans made
 inside (the container's ``aioflow.task``, and the task code's) come back with the
-result and are re-created here as its children (the instrument made last relays
-them: :func:`~aioflow.observability.propagation.register_span_relay`).
+result and are re-created here as its children, by the instrument that traces the
+attempt (:func:`~aioflow.observability.propagation.set_attempt_span_relay`).
 
 OpenTelemetry is imported only when a ``Tracing`` is made (``pip install
 "aioflow[otel]"``); with no SDK configured (the API's no-op provider) a run's spans
@@ -49,6 +49,7 @@ from .propagation import (
     current_call,
     register_injector,
     register_span_relay,
+    set_attempt_span_relay,
     unregister_injector,
 )
 
@@ -120,7 +121,8 @@ class Tracing(ActiveHooks):
         self._last_carrier: tuple[dict[str, str], Any] | None = None  # see _extract
         self._unsampled: set[str] = set()  # runs the sampler left out
         set_trace_ids_source(self._current_ids)
-        register_span_relay(self._carrier, self._relay)
+        self._relay_hooks = (self._carrier, self._relay)
+        register_span_relay(*self._relay_hooks)
 
     # --- near-zero cost without an SDK ---------------------------------------------------
 
@@ -263,6 +265,7 @@ class Tracing(ActiveHooks):
             # Current for the attempt's code (its context only; the next attempt in
             # this context replaces it).
             self._otel_context.attach(self._trace.set_span_in_context(span))
+            set_attempt_span_relay(self._relay_hooks)
 
     def _end(self, event: Any) -> None:
         key = (event.run_id, event.task_name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -216,3 +217,43 @@ async def test_a_run_left_out_by_the_sampler_tells_its_workers_so() -> None:
         assert flags & 1 == 0, carrier  # the sampled bit is off
     assert "unsampled" not in propagation._injectors  # forgotten with the run
     provider.shutdown()
+
+
+async def test_spans_from_another_process_go_to_the_tracer_of_the_attempt(spans: Spans) -> None:
+    """The records a container sends back are re-created by the instrument that traces
+    the attempt, not by whichever ``Tracing`` was made last in the process."""
+    from aioflow.observability.propagation import context_carrier, relay_spans
+
+    ours = Tracing(spans.provider)
+    other = Spans()
+    Tracing(other.provider)  # made later: it must not take the attempt's spans
+    now = time.time_ns()
+    record = {
+        "name": "inside",
+        "kind": "INTERNAL",
+        "trace_id": "0" * 32,
+        "span_id": "1" * 16,
+        "parent_span_id": None,
+        "start": now,
+        "end": now + 1000,
+        "attributes": {"where": "container"},
+        "events": [],
+        "status": "UNSET",
+        "status_description": None,
+    }
+
+    @aioflow.task
+    async def sends_away() -> int:
+        carrier = context_carrier()  # what a handler puts in the container's call
+        return relay_spans([record], carrier, {"aioflow.container.id": "c1"})
+
+    with aioflow.workflow("obs-relay") as wf:
+        wf.add(sends_away)
+    result = await aioflow.run(wf, instruments=[ours])
+    assert result["sends_away"] == 1
+    (inside,) = spans.named("inside")
+    (attempt,) = spans.named("aioflow.task")
+    assert inside.parent is not None and inside.parent.span_id == attempt.context.span_id
+    assert inside.attributes["aioflow.container.id"] == "c1"
+    assert other.all() == []
+    other.provider.shutdown()
