@@ -205,7 +205,7 @@ class SQLiteStore(RunStore):
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             run_integrity_check(conn, self.check, where)
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = _switch_to_wal(conn, self.busy_timeout)
             if str(mode).lower() != "wal":
                 raise CheckpointError(
                     f"{where}: SQLite refused WAL mode (journal_mode is {mode!r})",
@@ -473,3 +473,26 @@ class SQLiteStore(RunStore):
             )
 
         return await self._call(self._readonly, statistics)
+
+
+def _switch_to_wal(conn: sqlite3.Connection, timeout: float) -> str:
+    """``PRAGMA journal_mode = WAL``; the journal mode it left (``"wal"``: done).
+
+    A new file switched while another connection holds its write lock (another process
+    creating the same database) gets "locked" at once: SQLite does not call its busy
+    handler where waiting could deadlock. So this waits as the busy handler would, up to
+    ``timeout`` seconds (in the store's thread; it holds no lock meanwhile), then
+    raises what SQLite raised.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            code = getattr(exc, "sqlite_errorcode", None)
+            busy = code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not busy or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)  # no event to wait on: another process holds the lock
+        delay = min(delay * 2, 0.05)

@@ -351,3 +351,50 @@ async def test_a_held_write_lock_times_out_without_blocking_the_loop(tmp_path: P
         assert waited >= 0.25
         assert ticks >= 10  # the loop kept running while the store waited
         assert await store.append("r", [finished("a")]) == 1  # and it works again
+
+
+async def test_opening_waits_for_a_writer_that_holds_the_new_file(tmp_path: Path) -> None:
+    """Switching a new file to WAL while another connection holds its write lock:
+    SQLite answers "locked" at once there (its busy handler is not called where waiting
+    could deadlock), so several processes creating one database at once could fail.
+    The store waits (up to ``busy_timeout``) as for any other lock."""
+    path = tmp_path / "runs.db"
+    blocker = _raw(path)
+    blocker.execute("BEGIN IMMEDIATE")  # another process creating it, in the middle
+    opened = anyio.Event()
+
+    async def open_it() -> None:
+        async with SQLiteStore(path, busy_timeout=10) as store:
+            opened.set()
+            await store.begin_run(run_info("r"))
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(open_it)
+            with anyio.move_on_after(0.3):  # it waits while the lock is held...
+                await opened.wait()
+            assert not opened.is_set()
+            blocker.execute("ROLLBACK")  # ...and opens once it is released
+            with anyio.fail_after(10):
+                await opened.wait()
+    finally:
+        blocker.close()
+    async with SQLiteStore(path) as store:
+        assert [r.run_id for r in await store.list_runs()] == ["r"]
+
+
+async def test_opening_gives_up_after_busy_timeout_when_the_file_stays_locked(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "runs.db"
+    blocker = _raw(path)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        began = time.monotonic()
+        with pytest.raises(CheckpointError, match="busy"):
+            async with SQLiteStore(path, busy_timeout=0.3):
+                pass
+        assert time.monotonic() - began >= 0.25
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
