@@ -55,6 +55,7 @@ from ._cli.history import (
     runs_document,
 )
 from ._cli.history_view import inspect_view, runs_table
+from ._cli.interrupt import interruptible
 from ._cli.loading import load_workflow, parse_inputs
 from ._cli.observe import add_observe
 from ._cli.progress import ProgressDisplay, RunTracker
@@ -123,9 +124,13 @@ Command = Callable[[argparse.Namespace, Consoles], int]
 
 
 def _run_loop(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(main)``; an exception group of one error raises that error."""
+    """``asyncio.run(main)``; an exception group of one error raises that error.
+
+    Ctrl-C cancels ``main`` and raises ``KeyboardInterrupt`` (see
+    :mod:`aioflow._cli.interrupt`).
+    """
     try:
-        return asyncio.run(main)
+        return asyncio.run(interruptible(main))
     except BaseExceptionGroup as group:
         leaf: BaseException = group
         while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:

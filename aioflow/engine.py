@@ -235,37 +235,40 @@ class Scheduler:
                     # (threads of cancelled sync tasks, containers).
                     await stack.enter_async_context(handler)
                 session: Session | None = None
-                with anyio.CancelScope() as self._scope:
-                    try:
-                        # Entered here, not in a helper coroutine: every wake-up of
-                        # the scheduler resumes each coroutine frame on its stack.
-                        async with (
-                            anyio.create_task_group() as self._background,
-                            self._backend.session(self._link()) as session,
-                        ):
-                            self._session = session
-                            serving = self._serve_handlers()
-                            try:
-                                if self._cancel_requested is None:
-                                    await self._schedule(session)
-                            except Exception as exc:  # a bug (ours, a policy's): fail
-                                self._internal_error(exc)
-                            finally:
-                                # Whatever ends the schedule (done, stopped, cancelled
-                                # from outside), nothing still queued may start.
-                                self._never_started.extend(session.halt())
-                                serving.cancel()
-                    finally:
-                        # Every execution came back: record how it ended (a task that
-                        # finished while the run ended is not listed as cancelled).
-                        if session is not None:
-                            self._record_late(session)
-                        self._session = None
-                if self._journal is not None:
-                    # Written even when the run was cancelled, so that resume() goes on
-                    # from there; the write is short and bounded.
-                    with anyio.CancelScope(shield=True):
-                        await self._finish_journal()
+                try:
+                    with anyio.CancelScope() as self._scope:
+                        try:
+                            # Entered here, not in a helper coroutine: every wake-up of
+                            # the scheduler resumes each coroutine frame on its stack.
+                            async with (
+                                anyio.create_task_group() as self._background,
+                                self._backend.session(self._link()) as session,
+                            ):
+                                self._session = session
+                                serving = self._serve_handlers()
+                                try:
+                                    if self._cancel_requested is None:
+                                        await self._schedule(session)
+                                except Exception as exc:  # a bug (ours, a policy's): fail
+                                    self._internal_error(exc)
+                                finally:
+                                    # Whatever ends the schedule (done, stopped, cancelled
+                                    # from outside), nothing still queued may start.
+                                    self._never_started.extend(session.halt())
+                                    serving.cancel()
+                        finally:
+                            # Every execution came back: record how it ended (a task that
+                            # finished while the run ended is not listed as cancelled).
+                            if session is not None:
+                                self._record_late(session)
+                            self._session = None
+                finally:
+                    if self._journal is not None:
+                        # Written even when the run was cancelled (by its own scope or
+                        # by the caller's), so that resume() goes on from there and the
+                        # store says how it ended; the write is short and bounded.
+                        with anyio.CancelScope(shield=True):
+                            await self._finish_journal()
         finally:
             result = self._finish(started, time.perf_counter() - t0)
         return result

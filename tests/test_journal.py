@@ -531,3 +531,49 @@ async def test_a_task_waiting_for_a_slot_does_not_spin_the_background_commit() -
             wf, checkpoint=MemoryStore(), checkpoint_every="background", max_concurrency=1
         )
     assert result["all"] == {"h1": 1, "h2": 1, "q": 2}
+
+
+async def test_a_run_cancelled_by_its_callers_scope_is_journaled_cancelled(tmp_path: Path) -> None:
+    """A timeout around ``run()`` (or Ctrl-C in the CLI) cancels the run from outside:
+    its journal still ends with the run's status, not ``running`` as if it had died."""
+    url = f"sqlite:///{tmp_path}/runs.db"
+    started = anyio.Event()
+
+    @task
+    async def waits() -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    @task
+    async def first() -> int:
+        return 1
+
+    with workflow("outside") as wf:
+        first >> waits
+
+    async def run_it() -> None:
+        await aioflow.run(wf, checkpoint=url, run_id="cut")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_it)
+        await started.wait()
+        tg.cancel_scope.cancel()
+    async with open_run_store(url) as store:
+        (info,) = await store.list_runs()
+    assert (info.run_id, info.status) == ("cut", "cancelled")
+    resumed = await aioflow.resume(url, _finishing(), run_id="cut")
+    assert resumed["first"] == 1 and resumed["waits"] == "done"
+
+
+def _finishing() -> aioflow.Workflow:
+    @task(name="waits")
+    async def waits_done() -> str:
+        return "done"
+
+    @task(name="first")
+    async def first_again() -> int:
+        raise AssertionError("finished tasks are not run again")
+
+    with workflow("outside") as wf:
+        first_again >> waits_done
+    return wf

@@ -36,6 +36,7 @@ from ..errors import ConfigurationError
 from ..handlers import Handler
 from ..serialization.refs import ImportPathError, import_path
 from ..worker import Worker
+from .interrupt import interruptible
 from .loading import _import_file, _import_module
 from .progress import ProgressDisplay, format_seconds
 
@@ -518,7 +519,7 @@ def cmd_watch(args: argparse.Namespace, consoles: Any) -> int:
                         view.show(snapshot)
 
     try:
-        anyio.run(main)
+        anyio.run(interruptible, main())
     except KeyboardInterrupt:
         return WATCH_EXIT["cancelled"]  # quietly: the run goes on, only watching stopped
     except BaseExceptionGroup as group:

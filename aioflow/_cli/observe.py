@@ -19,6 +19,7 @@ from rich.text import Text
 
 from ..observability.stats import FleetStatistics, read_stats
 from .distributed import BACKEND_HELP, _redis_backend
+from .interrupt import interruptible
 
 __all__ = ["add_observe", "stats_view"]
 
@@ -59,7 +60,7 @@ def cmd_stats(args: argparse.Namespace, consoles: Any) -> int:
                     await anyio.sleep(args.interval)
 
     try:
-        stats = anyio.run(main)
+        stats = anyio.run(interruptible, main())
     except KeyboardInterrupt:
         return 0
     assert stats is not None
