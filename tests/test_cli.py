@@ -552,27 +552,41 @@ def test_python_m_aioflow_runs_the_quick_start() -> None:
     assert proc.stderr == ""
 
 
+# A task that waits until cancelled; {start} is its first line.
+_WAITS = """
+import signal, threading, time
+import anyio
+from aioflow import task, workflow
+
+def ctrl_c_in_this_thread():
+    time.sleep(0.3)  # the main thread is asleep in the event loop by then
+    signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
+@task
+async def wait() -> None:
+    {start}
+    try:
+        await anyio.sleep_forever()
+    finally:
+        print("cleaned up", flush=True)
+
+with workflow("waits") as wf:
+    wf.add(wait)
+"""
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery is POSIX")
-def test_ctrl_c_cancels_the_run_and_exits_130(tmp_path: Path) -> None:
-    (tmp_path / "waits.py").write_text(
-        textwrap.dedent(
-            """
-            import anyio
-            from aioflow import task, workflow
-
-            @task
-            async def wait() -> None:
-                print("started", flush=True)
-                try:
-                    await anyio.sleep_forever()
-                finally:
-                    print("cleaned up", flush=True)
-
-            with workflow("waits") as wf:
-                wf.add(wait)
-            """
-        )
-    )
+@pytest.mark.parametrize("taken_by", ["the main thread", "another thread"])
+def test_ctrl_c_cancels_the_run_and_exits_130(tmp_path: Path, taken_by: str) -> None:
+    """The kernel may hand SIGINT to any thread of the process: with "another thread",
+    a thread of the task's takes it while the main thread sleeps in the event loop with
+    nothing scheduled. asyncio.run's own handler never ran then (nothing woke the
+    loop): the command hung."""
+    if taken_by == "the main thread":
+        start = 'print("started", flush=True)'
+    else:
+        start = "threading.Thread(target=ctrl_c_in_this_thread, daemon=True).start()"
+    (tmp_path / "waits.py").write_text(_WAITS.format(start=start))
     proc = subprocess.Popen(
         [sys.executable, "-m", "aioflow", "run", f"{tmp_path}/waits.py:wf"],
         cwd=ROOT,
@@ -580,11 +594,12 @@ def test_ctrl_c_cancels_the_run_and_exits_130(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert proc.stdout is not None
-    assert proc.stdout.readline() == "started\n"  # the task runs: interrupt it now
-    proc.send_signal(signal.SIGINT)
+    if taken_by == "the main thread":
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "started\n"  # the task runs: interrupt it now
+        proc.send_signal(signal.SIGINT)
     out, err = _communicate(proc)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err
     assert out == "cleaned up\n"  # the task was cancelled and finished before exit
     assert "interrupted" in err and "Traceback" not in err
 
@@ -597,48 +612,6 @@ def _communicate(proc: subprocess.Popen[str], timeout: float = 30) -> tuple[str,
         proc.kill()
         out, err = proc.communicate()
         pytest.fail(f"still running {timeout} s after Ctrl-C; stdout {out!r}, stderr {err!r}")
-
-
-@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery is POSIX")
-def test_ctrl_c_received_by_another_thread_cancels_the_run(tmp_path: Path) -> None:
-    """The kernel may hand SIGINT to any thread: here a thread of the task's takes it
-    while the main thread sleeps in the event loop with nothing scheduled. asyncio.run's
-    own handler never ran then (nothing woke the loop): the command hung."""
-    (tmp_path / "waits.py").write_text(
-        textwrap.dedent(
-            """
-            import signal, threading, time
-            import anyio
-            from aioflow import task, workflow
-
-            def ctrl_c_in_this_thread():
-                time.sleep(0.3)  # the main thread is asleep in the event loop by then
-                signal.pthread_kill(threading.get_ident(), signal.SIGINT)
-
-            @task
-            async def wait() -> None:
-                threading.Thread(target=ctrl_c_in_this_thread, daemon=True).start()
-                try:
-                    await anyio.sleep_forever()
-                finally:
-                    print("cleaned up", flush=True)
-
-            with workflow("waits") as wf:
-                wf.add(wait)
-            """
-        )
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aioflow", "run", f"{tmp_path}/waits.py:wf"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    out, err = _communicate(proc, timeout=20)
-    assert proc.returncode == 130, err
-    assert out == "cleaned up\n"
-    assert "interrupted" in err and "Traceback" not in err
 
 
 # --- aioflow resume ------------------------------------------------------------------
@@ -851,7 +824,7 @@ def test_ctrl_c_of_a_journaled_run_prints_the_resume_command(tmp_path: Path) -> 
     assert proc.stdout is not None
     assert proc.stdout.readline() == "started\n"
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    _, err = _communicate(proc)
     assert proc.returncode == 130
     assert "interrupted" in err
     argv = printed_resume_command(err)
