@@ -29,6 +29,7 @@ exits at once (status 3).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -51,6 +52,7 @@ from .handlers._docker_wire import (
     decode_answer,
     encode_request,
     frame,
+    stderr_end,
 )
 from .observability.logging import LOGGER_NAME, configure_logging, get_logger
 from .observability.propagation import current_call
@@ -379,7 +381,16 @@ async def _serve(link: _Link) -> int:
         link.busy = False
         if spans is not None:
             link.send(FrameKind.SPANS, spans)
+        _end_stderr(key)
         link.send(FrameKind.RESULT, data)
+
+
+def _end_stderr(key: bytes) -> None:
+    """The call's stderr ends here: what the task wrote first, then the marker."""
+    for stream in (sys.stdout, sys.stderr):  # the task's stdout goes to stderr
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os.write(2, (stderr_end(key) + "\n").encode())
 
 
 def main() -> int:

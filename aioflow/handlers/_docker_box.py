@@ -22,7 +22,7 @@ import anyio
 from ..errors import AioflowError, ContainerError, SerializationError
 from ..observability.logging import get_logger
 from ._docker_errors import engine_error, memory_error
-from ._docker_wire import FrameKind, FrameReader, frame
+from ._docker_wire import FrameKind, FrameReader, frame, is_stderr_end, stderr_end
 
 if TYPE_CHECKING:
     import aiodocker
@@ -60,6 +60,7 @@ class Box:
         self._frames = FrameReader(limit)
         self._ready: collections.deque[tuple[FrameKind, bytes]] = collections.deque()
         self._stderr = bytearray()
+        self._ended: str | None = None  # the last call-end marker read on stderr
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL)
         self._write_lock = anyio.Lock()
         self._describe = describe
@@ -152,9 +153,28 @@ class Box:
                 end = len(buffer)
             line = buffer[:end].decode("utf-8", errors="replace").rstrip("\r")
             del buffer[: end + 1]
-            if line:
+            if is_stderr_end(line):
+                self._ended = line
+            elif line:
                 self.stderr_tail.append(line)
                 _forward(log, line)
+
+    async def finish_stderr(self, key: bytes, log: structlog.stdlib.BoundLogger) -> None:
+        """Forward what the call signed with ``key`` wrote on stderr, up to its end
+        marker (it may come after the result: Docker reads the two streams apart), or
+        to the end of the container's output. The caller bounds the wait (an image of
+        an aioflow that writes no marker)."""
+        marker = stderr_end(key)
+        while self._ended != marker:
+            message = await self.stream.read_out()
+            if message is None:
+                self._flush_stderr(log, final=True)
+                return  # it ended: all of it was read
+            if message.stream == 2:
+                self._stderr += message.data
+                self._flush_stderr(log)
+            else:
+                self._ready.extend(self._frames.feed(message.data))
 
     async def exit_error(self, memory: str | None) -> AioflowError:
         """Why the container's output ended before a result: its exit, as an error."""

@@ -23,11 +23,19 @@ RESULT    out         the ``TaskResult`` signed with the per-execution key
 A frame larger than the keyring's payload limit is refused before it is read.
 The task's own stdout is redirected to stderr in the container: stdout carries
 frames only.
+
+Docker reads the container's stdout and stderr apart, so a line written on stderr
+before the RESULT may reach the handler after it. So the container ends each call's
+stderr with a marker line, :func:`stderr_end` of the call's key, before it sends the
+RESULT; the handler reads stderr up to the marker (bounded) before it lets the call
+go, and every line of the call is forwarded with the call's ids. Marker lines are
+never forwarded.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import struct
 from typing import Any
 
@@ -45,6 +53,8 @@ __all__ = [
     "encode_answer",
     "encode_request",
     "frame",
+    "is_stderr_end",
+    "stderr_end",
 ]
 
 HEADER = struct.Struct(">BI")
@@ -62,6 +72,20 @@ class FrameKind(enum.IntEnum):
     ANSWER = 4
     RESULT = 5
     SPANS = 6
+
+
+_STDERR_END = "\x1eaioflow-call-end "
+
+
+def stderr_end(key: bytes) -> str:
+    """The stderr line that ends the output of the call signed with ``key`` (it names
+    the call by a digest of its key, never the key)."""
+    return _STDERR_END + hashlib.sha256(key).hexdigest()[:16]
+
+
+def is_stderr_end(line: str) -> bool:
+    """Whether ``line`` is a marker of :func:`stderr_end` (of any call)."""
+    return line.startswith(_STDERR_END)
 
 
 def frame(kind: FrameKind, body: bytes) -> bytes:

@@ -52,6 +52,9 @@ if TYPE_CHECKING:
 __all__ = ["DockerHandler"]
 
 _NAME = re.compile(r"[^a-zA-Z0-9_.-]+")
+# Seconds a call waits, after its result, for the end of its stderr (it comes within
+# milliseconds; the bound is for an image that writes no end marker).
+_STDERR_END_WAIT = 2.0
 
 
 class DockerHandler(Handler):
@@ -151,6 +154,9 @@ class DockerHandler(Handler):
         self._docker: aiodocker.Docker | None = None
         self._client_error: BaseException | None = None
         self._refs: dict[int, tuple[Task[..., Any], TaskRef]] = {}
+        # Whether the image's containers mark the end of a call's stderr (an image of
+        # an older aioflow does not: once seen, calls stop waiting for the mark).
+        self._stderr_marked = True
         self._pool: Pool | None = None
         self._limit = max_payload_bytes_from_env()
         self._log = get_logger("docker", handler=self.id, image=image)
@@ -351,6 +357,14 @@ class DockerHandler(Handler):
             relay_container_spans(spans[0], keyring, trace, root, log)
         if data is None:
             raise await box.exit_error(None if self.memory is None else str(self.memory))
+        if self._stderr_marked:
+            # The call's last stderr lines may come after its result: forwarded now,
+            # with its ids (not lost with the container, nor given the next call's).
+            with anyio.move_on_after(_STDERR_END_WAIT) as waited:
+                await box.finish_stderr(key, log)
+            if waited.cancelled_caught:  # an image that marks nothing: do not wait again
+                self._stderr_marked = False
+                log.debug("the container does not mark the end of a call's stderr")
         box.broken = False
         box.tasks += 1
         return data

@@ -181,3 +181,12 @@ async def spread(ctx: TaskContext) -> str | None:
     """An inline task that takes long enough for a fan-out to need two workers."""
     await anyio.sleep(0.3)
     return ctx.worker_id
+
+
+@task(handler="box")
+def chatty(lines: int = 20_000) -> int:
+    """Writes ``lines`` numbered lines on stdout (stderr, in the container), then
+    returns: Docker copies stderr apart from the result, which may overtake it."""
+    for i in range(lines):
+        print(f"chatty line {i}")
+    return lines

@@ -55,6 +55,28 @@ async def test_success_returns_the_value_and_forwards_stdout_to_the_log(
     assert handler._docker is None  # the run closed the handler's client (R2)
 
 
+@pytest.mark.parametrize("pool_size", [0, 1])
+async def test_every_line_a_call_writes_is_forwarded_with_its_ids(
+    box_image: str, caplog: pytest.LogCaptureFixture, pool_size: int
+) -> None:
+    """Docker reads a container's stdout (the result) and stderr (the task's lines)
+    apart: the result may overtake the last lines. They were lost with a one-shot
+    container, or forwarded with the next call's ids from a pool's."""
+    caplog.set_level(logging.INFO, logger="aioflow")
+    count = 20_000
+    with workflow("chatty") as wf:
+        bt.chatty.bind(name="first", lines=count) >> bt.chatty.bind(name="second", lines=count)
+    result = await aioflow.run(wf, handlers={"box": DockerHandler(box_image, pool_size=pool_size)})
+    assert (result["first"], result["second"]) == (count, count)
+    forwarded: dict[str, list[str]] = {"first": [], "second": []}
+    for r in caplog.records:
+        if r.name == "aioflow.container" and isinstance(r.msg, dict) and "line" in r.msg:
+            forwarded[r.msg["task_name"]].append(r.msg["line"])
+    for name in ("first", "second"):
+        assert len(forwarded[name]) == count, (name, forwarded[name][-3:])
+        assert forwarded[name][-1] == f"chatty line {count - 1}"
+
+
 async def test_exception_comes_back_with_its_remote_traceback_chained(box_image: str) -> None:
     with pytest.raises(WorkflowFailedError) as info:
         await aioflow.run(one(bt.boom), handlers={"box": DockerHandler(box_image)})

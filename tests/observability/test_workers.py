@@ -233,11 +233,15 @@ def dead_letter(traced_run: tuple[Fleet, Spans, Readings, aioflow.RunResult]) ->
     fleet = traced_run[0]
     client = redis.Redis.from_url(fleet.url.partition("?")[0])
     try:
-        client.xadd(
+        # Counted and added at once (MULTI), as the coordinator's script does: a worker
+        # may take and dead-letter it before a separate INCR (the count then stays 1).
+        pipe = client.pipeline(transaction=True)
+        pipe.incr(f"{PREFIX}:queue:{{default}}:len")
+        pipe.xadd(
             f"{PREFIX}:queue:{{default}}:p0",
             {"r": "obs-forged", "c": "obs-forged-1", "d": b"\x00not a payload"},
         )
-        client.incr(f"{PREFIX}:queue:{{default}}:len")
+        pipe.execute()
     finally:
         client.close()
 
