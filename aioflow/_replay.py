@@ -45,6 +45,9 @@ class _Recorder:
         for execution in executions:
             self.inflight[execution.name] = execution  # a task has one in flight at most
 
+    def group_finished(self, name: str, value: Any) -> None:
+        """Nothing to publish: the resumed run's backend gets every result at its start."""
+
 
 def _requests(wire: dict[str, Any] | None) -> ControlRequests | None:
     if wire is None:

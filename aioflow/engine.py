@@ -703,9 +703,11 @@ class Scheduler:
             self._fail_group(node)
             return
         node.state = SUCCEEDED
-        self._results[node.name] = {
+        value = self._results[node.name] = {
             name: self._results[name] for name in outcomes.succeeded if name in self._results
         }
+        if self._session is not None:
+            self._session.group_finished(node.name, value)  # before its successors go
         self._complete(node)
 
     def _rearm(self, target: Node) -> None:

@@ -244,6 +244,12 @@ class Session(ABC):
         execution.cancel_reason = reason
         return self._cancel(execution)
 
+    def group_finished(self, name: str, value: Any) -> None:
+        """Group ``name`` succeeded with ``value`` (its members' results), before any
+        of its successors is submitted. A backend whose tasks read results elsewhere
+        (``ctx.result`` on a worker) makes it readable there; by default nothing."""
+        return None
+
     def halt(self) -> list[Execution]:
         """Stop the run's work: nothing queued starts any more; those are returned.
 

@@ -569,6 +569,9 @@ class RedisSession(Session):
         self._first: Any = None  # commands sent with the first submission
         self._names: set[str] = set()  # node names workers know of (P:run:{R}:nodes)
         self._new_names: list[str] = []  # dynamic tasks: to add there
+        # Results of groups finished since the last send ([name, payload] ...): pushed
+        # to P:run:{R}:res before their successors' entries, for ctx.result on workers.
+        self._new_results: list[bytes] = []
         self._cancelled_key = self._keys.run(run_id, "cancelled")
         self._nonce = secrets.token_hex(4)  # call ids differ between coordinators of a run
         # Workers announce starts only when somebody here wants them (not a tracer).
@@ -638,6 +641,18 @@ class RedisSession(Session):
             ),
             self._keyring,
         )
+
+    def group_finished(self, name: str, value: Any) -> None:
+        # Groups complete here, not on a worker: their results reach the workers as the
+        # tasks' do, in the run's result list, before the successors' entries.
+        try:
+            payload = self._result_payload(name, value)
+        except SerializationError as exc:  # too large, say: on workers ctx.result raises
+            self._log.warning(
+                "a group's result cannot be read on workers", group=name, error=str(exc)
+            )
+            return
+        self._new_results += [name.encode(), payload]
 
     async def close(self) -> None:
         self._router.unregister(self._run)
@@ -795,6 +810,10 @@ class RedisSession(Session):
             if self._new_names:
                 names, self._new_names = self._new_names, []
                 pipe.rpush(self._keys.run(self.link.run_id, "nodes"), *names)
+            if self._new_results:
+                results, self._new_results = self._new_results, []
+                pipe.rpush(self._res, *results)
+                pipe.pexpire(self._res, int(self.backend.result_ttl * 1000))
             head = len(pipe)
             sent: list[tuple[bytes, list[tuple[bytes, Execution]]]] = []
             limit = self.backend.max_queue_length or 0

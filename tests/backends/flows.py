@@ -141,6 +141,12 @@ async def reads_result(ctx: TaskContext) -> Any:
 
 
 @task
+async def reads_group(ctx: TaskContext) -> Any:
+    """The result of the group before it (``g``), read through the context."""
+    return ctx.result("g", "missing")
+
+
+@task
 async def spawn(ctx: TaskContext) -> str:
     ctx.next_task(child)
     return "spawned"

@@ -178,6 +178,16 @@ async def test_ctx_result_and_context_fields(backend: str) -> None:
     assert result["picks_context"] == "r1:picks_context:1:1"
 
 
+async def test_ctx_result_of_a_group_is_its_members_results(backend: str) -> None:
+    """On a worker too: the coordinator publishes a group's result with its successors
+    (groups complete there, not on a worker)."""
+    with workflow("w") as wf:
+        parallel(flows.one, flows.add.bind(name="two", value=1), name="g") >> flows.reads_group
+    result = await aioflow.run(wf, backend=backend)
+    assert result["g"] == {"one": 1, "two": 2}
+    assert result["reads_group"] == {"one": 1, "two": 2}
+
+
 async def test_ctx_result_knows_unknown_names_and_unfinished_tasks(backend: str) -> None:
     with workflow("w") as wf:
         flows.probes >> flows.later
