@@ -11,6 +11,7 @@ Usage (inside a task group)::
     await proxy.held.wait()     # a held chunk arrived (it is not forwarded yet)
     proxy.release()
     seen = proxy.watch(b"HMGET")  # an event: set once client bytes containing it pass
+    proxy.drop(b"message")      # server bytes containing it are thrown away (counted)
 
 Holding works on the chunks the proxy reads: a marker split across two reads is not
 seen. Redis commands of a client are small and written at once, which is all the
@@ -39,6 +40,8 @@ class TcpProxy:
         self._released = anyio.Event()
         self._scopes: set[anyio.CancelScope] = set()
         self._watches: dict[bytes, anyio.Event] = {}
+        self._drop: bytes | None = None
+        self.dropped = 0
 
     async def serve(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         """Accept connections until cancelled (``await tg.start(proxy.serve)``)."""
@@ -58,6 +61,10 @@ class TcpProxy:
         """An event set once client bytes containing ``marker`` are forwarded."""
         event = self._watches[marker] = anyio.Event()
         return event
+
+    def drop(self, marker: bytes | None) -> None:
+        """From now on, server bytes containing ``marker`` never reach the client."""
+        self._drop = marker
 
     def release(self) -> None:
         self._marker = None
@@ -92,6 +99,9 @@ class TcpProxy:
     ) -> None:
         with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, OSError):
             async for chunk in source:
+                if not from_client and self._drop is not None and self._drop in chunk:
+                    self.dropped += 1
+                    continue
                 marker = self._marker
                 if from_client and marker is not None and marker in chunk:
                     self.held.set()

@@ -42,10 +42,11 @@ except ImportError:  # pragma: no cover - imported through aioflow.backends.redi
 class Inbox:
     """What a run receives: raw messages, and whether it must reconcile."""
 
-    __slots__ = ("messages", "reconnected", "wakeup")
+    __slots__ = ("heard", "messages", "reconnected", "wakeup")
 
     def __init__(self) -> None:
         self.messages: list[list[Any]] = []
+        self.heard = 0  # messages received so far
         self.reconnected = False
         self.wakeup: anyio.Event | None = None
 
@@ -125,6 +126,7 @@ class Router:
                 continue
             if inbox is not None:
                 inbox.messages.append(body)
+                inbox.heard += 1
                 inbox.wake()
 
     def _reconnect_all(self) -> None:

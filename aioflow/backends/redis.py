@@ -91,6 +91,10 @@ _log = get_logger("backend.redis")
 #: Entries per enqueue script call (one script call blocks the server while it runs).
 _ENQUEUE_CHUNK = 500
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+# Seconds without a message, tasks out, after which a run reads the stored outcomes
+# anyway (doubling while it stays quiet, up to _QUIET_MAX).
+_QUIET = 5.0
+_QUIET_MAX = 60.0
 
 
 def _positive(value: object, name: str, *, optional: bool = False) -> Any:
@@ -900,8 +904,21 @@ class RedisSession(Session):
         return done
 
     async def receive(self) -> list[Execution]:
+        silence = _QUIET
         while not self._done:
-            await self._read_messages(5.0)
+            heard = self._inbox.heard
+            await self._read_messages(silence)
+            if self._done:
+                break
+            if self._inbox.heard != heard:
+                silence = _QUIET
+            elif self._waiting:
+                # Nothing heard for a while: pub/sub delivers at most once, so an
+                # announcement may be lost without a reconnect (a slow subscriber cut
+                # off, a proxy): the stored outcomes say. Less often while it stays
+                # quiet (long tasks).
+                self._inbox.reconnected = True
+                silence = min(silence * 2, _QUIET_MAX)
         done, self._done = self._done, []
         return done
 

@@ -78,3 +78,24 @@ async def test_an_outcome_announced_while_the_coordinator_resubscribes_is_not_lo
         await client.aclose()
     assert result["g"] == "through"
     assert proxy.connections > 1  # the coordinator did connect again
+
+
+async def test_an_announcement_lost_without_a_reconnect_is_found_in_redis(
+    url: str, redis_server: RedisServer, start_workers: Callable[..., WorkerProcesses]
+) -> None:
+    """Pub/sub delivers at most once: here the proxy throws the outcome's message away
+    while the coordinator's connection stays up (no reconnect, so no reconciling for
+    that). A run that hears nothing for a while reads the stored outcomes anyway."""
+    start_workers(url, count=1, concurrency=2)
+    with aioflow.workflow("lost") as wf:
+        wf.add(tasks.quick.bind(name="q", index=3))
+    async with anyio.create_task_group() as tg:
+        proxy = TcpProxy(redis_server.port)
+        await tg.start(proxy.serve)
+        proxied = url.replace(f":{redis_server.port}/", f":{proxy.port}/")
+        proxy.drop(b"$7\r\nmessage\r\n")  # every pub/sub message to the coordinator
+        with anyio.fail_after(30):
+            result = await aioflow.run(wf, backend=proxied)
+        tg.cancel_scope.cancel()
+    assert result["q"] == 6
+    assert proxy.dropped >= 1  # its outcome was announced, and not heard

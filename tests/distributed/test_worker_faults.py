@@ -123,9 +123,37 @@ async def _client_killer(redis_url: str, kinds: list[str], stop: anyio.Event) ->
     return kills
 
 
+async def _queue_state(redis_url: str, prefix: str, run_id: str) -> dict[str, object]:
+    """The stream, its group's pending entries and the run's stored outcomes."""
+    client = aioredis.Redis.from_url(redis_url)
+    stream = f"{prefix}:queue:{{default}}:p0"
+    reads = {
+        "stream_length": lambda: client.xlen(stream),
+        "pending": lambda: client.xpending(stream, "aioflow"),
+        "consumers": lambda: client.xinfo_consumers(stream, "aioflow"),
+        "outcomes_stored": lambda: client.hlen(f"{prefix}:run:{{{run_id}}}:out"),
+        "queue_len_counter": lambda: client.get(f"{prefix}:queue:{{default}}:len"),
+    }
+    found: dict[str, object] = {}
+    try:
+        for name, read in reads.items():
+            try:
+                found[name] = await read()
+            except Exception as exc:  # what could be read is still worth saying
+                found[name] = repr(exc)
+    finally:
+        await client.aclose()
+    return found
+
+
 @pytest.mark.parametrize("kinds", [["normal"], ["pubsub"], ["normal", "pubsub"]])
 async def test_every_client_connection_killed_repeatedly_during_a_run(
-    url: str, redis_url: str, start_workers: StartWorkers, tmp_path: Path, kinds: list[str]
+    url: str,
+    redis_url: str,
+    prefix: str,
+    start_workers: StartWorkers,
+    tmp_path: Path,
+    kinds: list[str],
 ) -> None:
     start_workers(url, count=2, concurrency=8)
     count = 400  # about 1.3 s of work for 2 x 8 slots: a dozen kills or more
@@ -138,13 +166,18 @@ async def test_every_client_connection_killed_repeatedly_during_a_run(
         nonlocal kills
         kills = await _client_killer(redis_url, kinds, stop)
 
-    with anyio.fail_after(45):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(killer)
-            try:
-                result = await aioflow.run(wf, backend=url, max_concurrency=64)
-            finally:
-                stop.set()
+    run_id = secrets.token_hex(8)
+    try:
+        with anyio.fail_after(45):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(killer)
+                try:
+                    result = await aioflow.run(wf, backend=url, max_concurrency=64, run_id=run_id)
+                finally:
+                    stop.set()
+    except TimeoutError:  # say where the tasks are, for the next time it happens
+        state = await _queue_state(redis_url, prefix, run_id)
+        raise AssertionError(f"the run did not end: {state}\n{worker_logs(tmp_path)}") from None
     elapsed = time.monotonic() - started
     assert_complete(result, count, 1)
     assert kills >= 3, (kills, elapsed)
