@@ -111,7 +111,9 @@ class Worker:
         self._limiter = anyio.CapacityLimiter(concurrency) if concurrency else None
         self._stop: anyio.Event | None = None
         self._stop_requested = False
-        self._running: dict[str, anyio.CancelScope] = {}
+        # Call id -> the scopes of its attempts running here: a queue delivers at least
+        # once, so one call may run twice at once (an enqueue retried after a lost reply).
+        self._running: dict[str, list[anyio.CancelScope]] = {}
         self._cancel_reasons: dict[str, str] = {}
         self._log = get_logger("worker", worker_id=self.worker_id)
 
@@ -124,7 +126,7 @@ class Worker:
     @property
     def running(self) -> int:
         """How many attempts execute now."""
-        return len(self._running)
+        return sum(map(len, self._running.values()))
 
     async def __aenter__(self) -> Self:
         for handler in self._handlers.values():
@@ -207,11 +209,12 @@ class Worker:
 
     def cancel(self, call_id: str, reason: str = "cancelled") -> bool:
         """Cancel the running attempt ``call_id``; True if it was running here."""
-        scope = self._running.get(call_id)
-        if scope is None:
+        scopes = self._running.get(call_id)
+        if not scopes:
             return False
         self._cancel_reasons[call_id] = reason
-        scope.cancel()
+        for scope in scopes:
+            scope.cancel()
         return True
 
     async def execute(
@@ -332,7 +335,8 @@ class Worker:
         started_at = time.time()
         refused: Exception | None = None
         with anyio.CancelScope() as scope:
-            self._running[call.call_id] = scope
+            running = self._running.setdefault(call.call_id, [])
+            running.append(scope)
             try:
                 if before is not None:
                     try:
@@ -343,14 +347,17 @@ class Worker:
                 if refused is None:
                     await runner.run(execution, scope)
             finally:
-                del self._running[call.call_id]
+                running.remove(scope)
+                if not running:
+                    del self._running[call.call_id]
+        # The reason goes with the last attempt of the call here.
+        reasons = self._cancel_reasons
+        reason = reasons.get(call.call_id) if running else reasons.pop(call.call_id, None)
         if scope.cancelled_caught:
-            execution.cancel_reason = self._cancel_reasons.pop(call.call_id, None)
+            execution.cancel_reason = reason
             runner.cancelled(execution)
         elif refused is not None:
-            self._cancel_reasons.pop(call.call_id, None)
             return self._encode(call, _failed(call, refused, self.worker_id), keyring)
-        self._cancel_reasons.pop(call.call_id, None)
         result = _result_of(call, outcome[0], self.worker_id, started_at)
         if outcome[0].status is not Status.SUCCEEDED:
             self._log_outcome(call, outcome[0])
