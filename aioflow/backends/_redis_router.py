@@ -40,14 +40,17 @@ except ImportError:  # pragma: no cover - imported through aioflow.backends.redi
 
 
 class Inbox:
-    """What a run receives: raw messages, and whether it must reconcile."""
+    """What a run receives: raw messages, and whether it must reconcile (``stale``)."""
 
-    __slots__ = ("heard", "messages", "reconnected", "wakeup")
+    __slots__ = ("heard", "messages", "stale", "wakeup")
+
+    # ``stale``: the run must read its stored outcomes (the connection came back, or
+    # it heard nothing for a while), since messages may have been missed.
 
     def __init__(self) -> None:
         self.messages: list[list[Any]] = []
         self.heard = 0  # messages received so far
-        self.reconnected = False
+        self.stale = False
         self.wakeup: anyio.Event | None = None
 
     def wake(self) -> None:
@@ -58,7 +61,7 @@ class Inbox:
 
     async def wait(self, timeout: float) -> None:  # noqa: ASYNC109
         """Until something arrives (or ``timeout`` seconds pass)."""
-        if self.messages or self.reconnected:
+        if self.messages or self.stale:
             return
         event = self.wakeup = anyio.Event()
         with anyio.move_on_after(timeout):
@@ -93,7 +96,7 @@ class Router:
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()
             for inbox in self._inboxes.values():
-                inbox.reconnected = True
+                inbox.stale = True
                 inbox.wake()
 
     async def _read(self) -> None:
@@ -131,7 +134,7 @@ class Router:
 
     def _reconnect_all(self) -> None:
         for inbox in self._inboxes.values():
-            inbox.reconnected = True
+            inbox.stale = True
             inbox.wake()
 
     @property

@@ -917,7 +917,7 @@ class RedisSession(Session):
                 # announcement may be lost without a reconnect (a slow subscriber cut
                 # off, a proxy): the stored outcomes say. Less often while it stays
                 # quiet (long tasks).
-                self._inbox.reconnected = True
+                self._inbox.stale = True
                 silence = min(silence * 2, _QUIET_MAX)
         done, self._done = self._done, []
         return done
@@ -925,12 +925,12 @@ class RedisSession(Session):
     async def _read_messages(self, timeout: float) -> None:  # noqa: ASYNC109
         """Wait up to ``timeout`` for messages on the run's channel; handle them."""
         inbox = self._inbox
-        if inbox.reconnected:
+        if inbox.stale:
             await self._reconcile()
         if not self._done:
             await inbox.wait(timeout)
         self._take_messages()
-        if inbox.reconnected:
+        if inbox.stale:
             await self._reconcile()
 
     def _take_messages(self) -> None:
@@ -988,7 +988,7 @@ class RedisSession(Session):
 
     async def _reconcile(self) -> None:
         """Read the stored outcomes of everything still out (after a lost message)."""
-        self._inbox.reconnected = False
+        self._inbox.stale = False
         ids = list(self._waiting)
         if not ids:
             return
@@ -1005,7 +1005,7 @@ class RedisSession(Session):
                         found.append(value)
         except _CONNECTION_ERRORS as exc:
             self._log.warning("reconciling failed: trying again", error=str(exc))
-            self._inbox.reconnected = True
+            self._inbox.stale = True
             await anyio.sleep(0.1)
             return
         self._outcomes(found_ids, found)

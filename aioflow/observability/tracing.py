@@ -213,6 +213,7 @@ class Tracing(ActiveHooks):
             "aioflow.task.iteration": event.iteration,
         }
         here = _here(event)
+        ctx = _current.get() if here else None
         if call is not None and here and call.run_id == event.run_id:
             # A worker (or the serializing backend): the call says where it came from.
             parent = self._extract(call.trace)
@@ -242,16 +243,12 @@ class Tracing(ActiveHooks):
             parent = self._trace.set_span_in_context(run[0])
             attributes["aioflow.workflow"] = run[2]
             kind = self._kind.INTERNAL
-        ctx = _current.get() if here else None
-        if ctx is not None:
-            if kind is self._kind.INTERNAL:
-                task_options = ctx._options  # set by the engine for this attempt
-                if task_options is not None:
-                    attributes["aioflow.task.queue"] = task_options.queue
-                    attributes["aioflow.task.priority"] = task_options.priority
-                    attributes["aioflow.task.handler"] = task_options.handler
-            if ctx.worker_id is not None:
-                attributes["aioflow.worker.id"] = ctx.worker_id
+            if ctx is not None and ctx._options is not None:  # the engine's: how it runs
+                attributes["aioflow.task.queue"] = ctx._options.queue
+                attributes["aioflow.task.priority"] = ctx._options.priority
+                attributes["aioflow.task.handler"] = ctx._options.handler
+        if ctx is not None and ctx.worker_id is not None:
+            attributes["aioflow.worker.id"] = ctx.worker_id
         span = self._tracer.start_span(
             "aioflow.task", context=parent, kind=kind, attributes=attributes
         )
